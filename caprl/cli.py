@@ -1,0 +1,32 @@
+"""The ``caprl`` command. Each subcommand is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import typer
+
+from caprl.data.cli import app as data_app
+from caprl.demo import demo_command
+from caprl.models.cli import app as models_app
+from caprl.synth.cli import app as synth_app
+
+app = typer.Typer(
+    name="caprl",
+    help=(
+        "Train and judge dense image/video captioners by utility: a caption is good when a text-only reader "
+        "can answer multiple-choice questions about the media from the caption alone."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_app, name="data", help="Import, export and inspect caprl datasets (parquet/jsonl).")
+app.add_typer(synth_app, name="synth", help="Generate the synthetic shapes world: images/videos with exact MCQs and captions.")
+app.add_typer(models_app, name="models", help="Build tiny local models (Qwen2.5-VL captioner, Qwen2 reader) for tests and the demo.")
+app.command("demo")(demo_command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
