@@ -140,9 +140,7 @@ class MCQ(BaseModel):
         return self
 
     @classmethod
-    def from_labelled(
-        cls, question: str, options: list[str], answer: str | int, kind: str | None = None
-    ) -> MCQ:
+    def from_labelled(cls, question: str, options: list[str], answer: str | int, kind: str | None = None) -> MCQ:
         """Build from options in any label style (``A) x``, ``A. x``, ``(A) x`` or bare) and a gold letter/text."""
         bare = strip_option_labels(list(options))
         return cls(question=question, options=bare, gold=parse_gold(answer, bare), kind=kind)

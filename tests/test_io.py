@@ -20,7 +20,9 @@ def _png() -> bytes:
 def _samples() -> list[Sample]:
     q = MCQ(question="Quelle couleur? 颜色 🎨", options=["rouge", "蓝色", "vert"], gold=1, kind="attribute")
     return [
-        Sample(id="a", media=ImageMedia(path="media/a.png"), mcqs=[q], references={"terse": "x"}, metadata={"k": [1, 2]}),
+        Sample(
+            id="a", media=ImageMedia(path="media/a.png"), mcqs=[q], references={"terse": "x"}, metadata={"k": [1, 2]}
+        ),
         Sample(id="b", media=ImageMedia(data=_png()), mcqs=[q, q.model_copy(update={"gold": 0})]),
         Sample(
             id="c",
@@ -61,7 +63,9 @@ def test_duplicate_ids_rejected(tmp_path):
 def test_bad_rows_strict_and_lenient(tmp_path):
     path = tmp_path / "samples.jsonl"
     good = _samples()[0].model_dump_json()
-    bad = json.dumps({"id": "z", "media": {"type": "image", "path": "p"}, "mcqs": [{"question": "q", "options": ["a"], "gold": 0}]})
+    bad = json.dumps(
+        {"id": "z", "media": {"type": "image", "path": "p"}, "mcqs": [{"question": "q", "options": ["a"], "gold": 0}]}
+    )
     path.write_text("\n".join([good, bad, good.replace('"a"', '"a2"', 1)]) + "\n")
     with pytest.raises(SchemaError, match=r"row 1, id='z', field 'mcqs.0.options'.*at least 2 options"):
         read_dataset(tmp_path)

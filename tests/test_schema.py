@@ -87,7 +87,12 @@ def test_mcq_validation_messages(kwargs, message):
 
 
 @given(
-    st.lists(st.text(min_size=1, max_size=12).filter(lambda s: s.strip()), min_size=2, max_size=6, unique_by=lambda s: s.strip().lower()),
+    st.lists(
+        st.text(min_size=1, max_size=12).filter(lambda s: s.strip()),
+        min_size=2,
+        max_size=6,
+        unique_by=lambda s: s.strip().lower(),
+    ),
     st.data(),
 )
 def test_labelled_round_trip_any_text(texts, data):

@@ -165,7 +165,10 @@ def write_dataset(
         _atomic_write(target, _write)
     else:
         raise ValueError(f"unknown dataset format {format!r}: use 'parquet' or 'jsonl'")
-    counts = {"image": sum(s.media.type == "image" for s in samples), "video": sum(s.media.type == "video" for s in samples)}
+    counts = {
+        "image": sum(s.media.type == "image" for s in samples),
+        "video": sum(s.media.type == "video" for s in samples),
+    }
     info = {"format_version": FORMAT_VERSION, "file": target.name, "n_samples": len(samples), "modalities": counts}
     info.update(manifest or {})
     (out / MANIFEST_NAME).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -136,27 +136,26 @@ def sample_frames(
             targets = target_times(duration, sampling) if duration else None
             # Decode in order and keep only frames that can still be the nearest to a target: memory stays
             # bounded by the number of targets, not by the length of the video.
-            decoded: list[tuple[float, np.ndarray]] = []
+            kept: dict[float, np.ndarray] = {}
             prev: tuple[float, av.VideoFrame] | None = None
-            next_target = 0
+            j = 0
             for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else (len(decoded) / (native_fps or 1.0))
+                t = float(frame.time) if frame.time is not None else len(kept) / (native_fps or 1.0)
                 if targets is None:
-                    decoded.append((t, frame.to_ndarray(format="rgb24")))
+                    kept[t] = frame.to_ndarray(format="rgb24")
                     continue
-                while next_target < len(targets) and t >= targets[next_target]:
-                    if prev is not None and abs(prev[0] - targets[next_target]) <= abs(t - targets[next_target]):
-                        if not decoded or decoded[-1][0] != prev[0]:
-                            decoded.append((prev[0], prev[1].to_ndarray(format="rgb24")))
-                    elif not decoded or decoded[-1][0] != t:
-                        decoded.append((t, frame.to_ndarray(format="rgb24")))
-                    next_target += 1
+                while j < len(targets) and t >= targets[j]:
+                    use_prev = prev is not None and abs(prev[0] - targets[j]) <= abs(t - targets[j])
+                    best_t, best = prev if use_prev else (t, frame)
+                    if best_t not in kept:
+                        kept[best_t] = best.to_ndarray(format="rgb24")
+                    j += 1
                 prev = (t, frame)
-                if next_target >= len(targets):
+                if j >= len(targets):
                     break
-            if targets is not None and next_target < len(targets) and prev is not None:
-                if not decoded or decoded[-1][0] != prev[0]:
-                    decoded.append((prev[0], prev[1].to_ndarray(format="rgb24")))
+            if targets is not None and j < len(targets) and prev is not None and prev[0] not in kept:
+                kept[prev[0]] = prev[1].to_ndarray(format="rgb24")
+            decoded = sorted(kept.items(), key=lambda kv: kv[0])
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
