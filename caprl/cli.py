@@ -19,8 +19,14 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data_app, name="data", help="Import, export and inspect caprl datasets (parquet/jsonl).")
-app.add_typer(synth_app, name="synth", help="Generate the synthetic shapes world: images/videos with exact MCQs and captions.")
-app.add_typer(models_app, name="models", help="Build tiny local models (Qwen2.5-VL captioner, Qwen2 reader) for tests and the demo.")
+app.add_typer(
+    synth_app, name="synth", help="Generate the synthetic shapes world: images/videos with exact MCQs and captions."
+)
+app.add_typer(
+    models_app,
+    name="models",
+    help="Build tiny local models (Qwen2.5-VL captioner, Qwen2 reader) for tests and the demo.",
+)
 app.command("demo")(demo_command)
 
 

@@ -57,10 +57,13 @@ def _smoke_generate(models_dir: Path, image_ds: Dataset, video_ds: Dataset) -> d
         if kind == "image":
             inputs = processor(text=[text], images=[media], return_tensors="pt")
         else:
+            # Frames are already sampled: tell the processor their rate, or it assumes 24 fps and the model's
+            # time positions come out wrong.
+            fps = sample.media.sampling.effective_fps or len(media) / max(media.duration, 1e-6)
             inputs = processor(
                 text=[text],
-                videos=[list(media.frames)],
-                videos_kwargs={"fps": [len(media) / max(media.duration, 1e-6)], "do_sample_frames": False},
+                videos=[media.frames],
+                video_metadata=[{"total_num_frames": len(media), "fps": fps}],
                 return_tensors="pt",
             )
         t0 = time.perf_counter()
@@ -83,10 +86,13 @@ def demo_command(
     Generates an image and a video dataset with exact MCQs and reference captions, shows them, draws a contact
     sheet, and builds the tiny captioner and reader. Writes OUT/summary.json.
     """
-    from caprl.data.inspect import inspect_dataset, print_inspection
+    from transformers.utils import logging as hf_logging
+
+    from caprl.data.inspect import dataset_stats, render_sample, render_stats
     from caprl.models import build_tiny_models
     from caprl.synth import generate_image_dataset, generate_video_dataset
 
+    hf_logging.disable_progress_bar()  # weight-loading bars would drown the demo's own output
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]1. The shapes world")
@@ -94,7 +100,8 @@ def demo_command(
     video_dir = generate_video_dataset(n_videos, out / "shapes-videos", seed=seed)
     image_ds, video_ds = read_dataset(image_dir), read_dataset(video_dir)
     for ds in (image_ds, video_ds):
-        print_inspection(inspect_dataset(ds), console=console, show=1)
+        render_stats(dataset_stats(ds.samples), console)
+        console.print(render_sample(ds.samples[0]))
     sheet = contact_sheet(image_ds, out / "contact_sheet.png")
     console.print(f"contact sheet: {sheet}")
 

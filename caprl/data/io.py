@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,8 @@ def samples_to_table(samples: Iterable[Sample]) -> pa.Table:
     return pa.Table.from_pylist([sample_to_row(s) for s in samples], schema=SCHEMA)
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` by calling ``write(tmp)`` then renaming: readers never see a half-written file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
@@ -153,7 +154,7 @@ def write_dataset(
     if format == "parquet":
         target = out / PARQUET_NAME
         table = samples_to_table(samples)
-        _atomic_write(target, lambda p: pq.write_table(table, p, compression="zstd"))
+        atomic_write(target, lambda p: pq.write_table(table, p, compression="zstd"))
     elif format == "jsonl":
         target = out / JSONL_NAME
 
@@ -162,7 +163,7 @@ def write_dataset(
                 for s in samples:
                     f.write(s.model_dump_json() + "\n")
 
-        _atomic_write(target, _write)
+        atomic_write(target, _write)
     else:
         raise ValueError(f"unknown dataset format {format!r}: use 'parquet' or 'jsonl'")
     counts = {

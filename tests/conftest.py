@@ -1,0 +1,29 @@
+"""Shared fixtures. Nothing is ever downloaded: models are built locally from configs."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports transformers / huggingface_hub, so a stray hub lookup fails instead of hanging.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny captioner and reader (seed 0), built once per test session. Returns ``caprl.models.TinyModels``."""
+    from caprl.models import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny_models"), seed=0)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (full learning runs) run only with CAPRL_SLOW=1 (``make test-all``) or ``-m slow``."""
+    if os.environ.get("CAPRL_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow learning run: set CAPRL_SLOW=1 (make test-all) to include it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
