@@ -84,3 +84,16 @@ def test_invalid_json_line_named(tmp_path):
 def test_missing_dataset_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="no samples.parquet or samples.jsonl"):
         read_dataset(tmp_path)
+
+
+def test_read_hf_dataset_of_our_layout(tmp_path):
+    import datasets
+
+    samples = _samples()
+    target = write_dataset(samples, tmp_path)
+    hf = datasets.load_dataset("parquet", data_files=str(target), split="train", cache_dir=str(tmp_path / "cache"))
+    from caprl.data.io import read_hf_dataset
+
+    assert read_hf_dataset(hf).samples == samples
+    broken = hf.map(lambda r: {"prompt": r["prompt"], "mcqs": []} if r["id"] == "b" else r)
+    assert len(read_hf_dataset(broken).samples) == 3  # no MCQs is valid

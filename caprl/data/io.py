@@ -206,6 +206,25 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
         raise ValueError(f"{p}: unknown dataset file type (expected .parquet or .jsonl)")
 
 
+def read_hf_dataset(hf_dataset: Any, *, strict: bool = True, errors: list[SchemaError] | None = None) -> Dataset:
+    """Samples from a Hugging Face ``datasets.Dataset`` in our layout (e.g. ``load_dataset("parquet", ...)`` of
+    a ``samples.parquet``, or one pushed to the hub). Relative media paths then resolve against nothing: pass
+    the dataset directory as ``root`` to the media loaders."""
+    samples: list[Sample] = []
+    # Arrow format hands back plain Python values: no decoding of image columns into PIL objects.
+    for i, row in enumerate(hf_dataset.with_format("arrow").iter(batch_size=256)):
+        for j, record in enumerate(row.to_pylist()):
+            index = i * 256 + j
+            try:
+                samples.append(sample_from_dict(row_to_record(record), row=index))
+            except SchemaError as exc:
+                if strict:
+                    raise
+                if errors is not None:
+                    errors.append(exc)
+    return Dataset(samples=samples, root=None)
+
+
 def read_dataset(path: str | Path, *, strict: bool = True, errors: list[SchemaError] | None = None) -> Dataset:
     """Load a dataset directory (or a single .parquet/.jsonl file).
 
