@@ -1,0 +1,38 @@
+"""Text-only reader backends behind one protocol (``caprl.readers.base.Reader``).
+
+``load_reader`` picks a backend from what you give it: a URL means an OpenAI-compatible server, anything else a
+model id or directory for ``transformers`` (or ``vllm`` when asked for).
+
+>>> reader = load_reader("Qwen/Qwen2.5-3B-Instruct")                 # doctest: +SKIP
+>>> reader = load_reader("http://127.0.0.1:8000/v1", model="reader")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caprl.readers.base import LetterQuery, LetterScores, Reader, ReaderError
+
+BACKENDS = ("transformers", "openai", "vllm")
+
+
+def load_reader(spec: str, *, backend: str | None = None, **kwargs: Any) -> Reader:
+    """A reader for ``spec``: a model id/path (transformers or vllm) or an ``http(s)://`` server URL (openai)."""
+    if backend is None:
+        backend = "openai" if spec.startswith(("http://", "https://")) else "transformers"
+    if backend == "transformers":
+        from caprl.readers.transformers import TransformersReader
+
+        return TransformersReader(spec, **kwargs)
+    if backend == "openai":
+        from caprl.readers.openai import OpenAIReader
+
+        return OpenAIReader(spec, **kwargs)
+    if backend == "vllm":
+        from caprl.readers.vllm import VLLMReader
+
+        return VLLMReader(spec, **kwargs)
+    raise ReaderError(f"unknown reader backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "LetterQuery", "LetterScores", "Reader", "ReaderError", "load_reader"]

@@ -1,0 +1,275 @@
+"""The CapRL reward: how well a text-only reader answers an item's MCQs from a caption.
+
+For each caption: pick questions (all, or N with replacement), shuffle each one's options and relabel them, ask
+the reader, score each answer (``hard``: the chosen letter is gold; ``soft``: probability of gold;
+``blind_gain``: the score minus the same question's score with an empty caption), average, and add optional
+length and timestamp-format terms. Every result carries its parts so a user can see why a caption scored what
+it did.
+
+Randomness (question draws, shuffles, sampled letters) is seeded per item from ``seed`` and the item's content,
+so the same caption gets the same reward however it is batched — in process or through the reward service.
+
+>>> engine = RewardEngine(reader, RewardConfig(mode="soft"))                      # doctest: +SKIP
+>>> engine.score([RewardItem(caption="A red circle ...", mcqs=sample.mcqs)])[0].reward   # doctest: +SKIP
+0.83
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from caprl.readers.base import LetterQuery, LetterScores, Reader
+from caprl.reward.extract import extract_choice
+from caprl.reward.options import DEFAULT_UNANSWERABLE, ShuffledMCQ, sample_questions, shuffle_options
+from caprl.reward.prompt import PromptTemplate, build_messages
+from caprl.reward.terms import length_term, timestamp_stats
+from caprl.schema import MCQ, validation_error_to_schema_error
+
+
+class RewardConfig(BaseModel):
+    """How captions are scored. Defaults follow CapRL where it is sound (shuffled options, an added
+    "cannot be answered" option, a letter sampled at temperature 0.6) and read every question once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["hard", "soft", "blind_gain"] = "hard"
+    n_questions: int | None = Field(default=None, ge=1)
+    """Questions asked per caption, drawn with replacement (CapRL); None asks each question once."""
+    hard_choice: Literal["sample", "argmax"] = "sample"
+    temperature: float = Field(default=0.6, gt=0)
+    """Temperature of the sampled letter in ``hard`` mode (CapRL's reader samples at 0.6)."""
+    blind_score: Literal["soft", "hard"] = "soft"
+    """Which per-question score ``blind_gain`` subtracts from (``soft`` has far less variance)."""
+    shuffle: bool = True
+    unanswerable_option: bool = True
+    unanswerable_text: str = DEFAULT_UNANSWERABLE
+    path: Literal["score", "generate"] = "score"
+    """``score``: letter probabilities from one forward pass; ``generate``: free text, parsed."""
+    max_new_tokens: int = Field(default=10, ge=1)
+    length_weight: float = 0.0
+    length_full_until: int = 2048
+    length_zero_at: int = 3072
+    timestamp_weight: float = 0.0
+    seed: int = 0
+
+
+class RewardItem(BaseModel):
+    """One caption to score and the MCQs of the item it describes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    caption: str
+    mcqs: list[MCQ]
+    modality: Literal["image", "video"] = "image"
+    id: str | None = None
+    caption_tokens: int | None = Field(default=None, ge=0)
+    """Length in policy tokens, for the length term (else counted with the engine's ``count_tokens``)."""
+
+    @field_validator("mcqs")
+    @classmethod
+    def _has_mcqs(cls, v: list[MCQ]) -> list[MCQ]:
+        if not v:
+            raise ValueError("an item needs at least one MCQ")
+        return v
+
+
+class QuestionResult(BaseModel):
+    """One asked question: how it was shown, what the reader chose, and the score it earned."""
+
+    mcq_index: int
+    order: list[int | None]
+    """Original option index shown at each letter (None: the added "cannot be answered" option)."""
+    gold: str
+    chosen: str | None
+    probs: dict[str, float] | None = None
+    letter_mass: float | None = None
+    score: float
+    blind_score: float | None = None
+    raw_output: str | None = None
+
+
+class RewardResult(BaseModel):
+    """The reward of one caption and its parts."""
+
+    id: str | None = None
+    reward: float
+    qa: float
+    """Mean per-question score (accuracy, gold probability, or gain over the blind reader)."""
+    accuracy: float
+    """Share of questions whose chosen letter was gold, whatever the mode."""
+    length: float | None = None
+    timestamp: float | None = None
+    parse_failures: int = 0
+    questions: list[QuestionResult]
+
+
+def reward_item_from_dict(record: dict, *, row: int | None = None) -> RewardItem:
+    """Validate one request item; a malformed one raises ``SchemaError`` naming its id, field and reason."""
+    try:
+        return RewardItem.model_validate(record)
+    except ValidationError as exc:
+        rid = record.get("id") if isinstance(record, dict) else None
+        raise validation_error_to_schema_error(exc, row=row, id=None if rid is None else str(rid)) from None
+
+
+@dataclass(frozen=True)
+class _Ask:
+    item: int
+    mcq_index: int
+    shown: ShuffledMCQ
+    rng_seed: int
+
+
+def item_seed(seed: int, item: RewardItem) -> int:
+    """A seed that depends only on the global seed and the item's content (caption, questions, options)."""
+    payload = json.dumps(
+        [seed, item.caption, [[q.question, q.options, q.gold] for q in item.mcqs]], ensure_ascii=False
+    ).encode()
+    return int.from_bytes(hashlib.sha256(payload).digest()[:8], "little")
+
+
+def _sample_letter(scores: LetterScores, temperature: float, rng: random.Random) -> str:
+    logits = np.log(np.clip(scores.probs, 1e-300, None)) / temperature
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    u, acc = rng.random(), 0.0
+    for letter, pi in zip(scores.letters, p, strict=True):
+        acc += pi
+        if u < acc:
+            return letter
+    return scores.letters[-1]
+
+
+class RewardEngine:
+    """Scores captions with a ``Reader`` (see ``caprl.readers``) under a ``RewardConfig``."""
+
+    def __init__(
+        self,
+        reader: Reader,
+        config: RewardConfig | None = None,
+        *,
+        template: PromptTemplate | None = None,
+        count_tokens: Callable[[str], int] | None = None,
+    ):
+        self.reader = reader
+        self.config = config or RewardConfig()
+        self.template = template or PromptTemplate()
+        self.count_tokens = count_tokens
+
+    # -- planning ---------------------------------------------------------------------------------------------
+    def _plan(self, items: Sequence[RewardItem]) -> list[_Ask]:
+        cfg = self.config
+        unanswerable = cfg.unanswerable_text if cfg.unanswerable_option else None
+        asks = []
+        for i, item in enumerate(items):
+            rng = random.Random(item_seed(cfg.seed, item))
+            for q in sample_questions(len(item.mcqs), cfg.n_questions, rng):
+                shown = shuffle_options(item.mcqs[q], rng, shuffle=cfg.shuffle, unanswerable=unanswerable)
+                asks.append(_Ask(i, q, shown, rng.getrandbits(63)))
+        return asks
+
+    # -- reading ----------------------------------------------------------------------------------------------
+    def _read(self, captions: Sequence[str], asks: Sequence[_Ask], items: Sequence[RewardItem]):
+        """Per ask: (chosen letter or None, LetterScores or None, raw text or None)."""
+        cfg = self.config
+        messages = [
+            build_messages(captions[a.item], a.shown, template=self.template, modality=items[a.item].modality)
+            for a in asks
+        ]
+        if cfg.path == "score":
+            scores = self.reader.score_letters(
+                [LetterQuery(m, a.shown.letters) for m, a in zip(messages, asks, strict=True)]
+            )
+            out = []
+            for a, s in zip(asks, scores, strict=True):
+                if cfg.mode != "soft" and cfg.hard_choice == "sample":
+                    chosen = _sample_letter(s, cfg.temperature, random.Random(a.rng_seed))
+                else:
+                    chosen = s.argmax
+                out.append((chosen, s, None))
+            return out
+        texts = self.reader.generate(
+            messages, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed
+        )
+        return [(extract_choice(t, list(a.shown.options)), None, t) for a, t in zip(asks, texts, strict=True)]
+
+    def _question_score(self, chosen: str | None, scores: LetterScores | None, shown: ShuffledMCQ, kind: str):
+        if kind == "soft":
+            if scores is None:
+                raise ValueError("soft scores need letter probabilities: use path='score'")
+            return scores.prob(shown.gold_letter)
+        return 1.0 if chosen == shown.gold_letter else 0.0
+
+    # -- public -----------------------------------------------------------------------------------------------
+    def score(self, items: Sequence[RewardItem]) -> list[RewardResult]:
+        """Rewards for ``items``, in order. Reader failures raise: a reward is never made up."""
+        cfg = self.config
+        if not items:
+            return []
+        asks = self._plan(items)
+        read = self._read([it.caption for it in items], asks, items)
+        blind = self._read([""] * len(items), asks, items) if cfg.mode == "blind_gain" else None
+        per_item: list[list[QuestionResult]] = [[] for _ in items]
+        for k, a in enumerate(asks):
+            chosen, scores, raw = read[k]
+            kind = "soft" if cfg.mode == "soft" else ("hard" if cfg.mode == "hard" else cfg.blind_score)
+            score = self._question_score(chosen, scores, a.shown, kind)
+            blind_score = None
+            if blind is not None:
+                b_chosen, b_scores, _ = blind[k]
+                blind_score = self._question_score(b_chosen, b_scores, a.shown, kind)
+            per_item[a.item].append(
+                QuestionResult(
+                    mcq_index=a.mcq_index,
+                    order=list(a.shown.order),
+                    gold=a.shown.gold_letter,
+                    chosen=chosen,
+                    probs=None if scores is None else dict(zip(scores.letters, map(float, scores.probs), strict=True)),
+                    letter_mass=None if scores is None else scores.letter_mass,
+                    score=score if blind_score is None else score - blind_score,
+                    blind_score=blind_score,
+                    raw_output=raw,
+                )
+            )
+        return [self._finish(item, qs) for item, qs in zip(items, per_item, strict=True)]
+
+    def _finish(self, item: RewardItem, questions: list[QuestionResult]) -> RewardResult:
+        cfg = self.config
+        qa = sum(q.score for q in questions) / len(questions)
+        accuracy = sum(q.chosen == q.gold for q in questions) / len(questions)
+        reward = qa
+        length = timestamp = None
+        if cfg.length_weight:
+            n = item.caption_tokens
+            if n is None:
+                if self.count_tokens is None:
+                    raise ValueError(
+                        "the length term needs caption_tokens on each item or a count_tokens function on the engine"
+                    )
+                n = self.count_tokens(item.caption)
+            length = length_term(n, full_until=cfg.length_full_until, zero_at=cfg.length_zero_at)
+            reward += cfg.length_weight * length
+        if cfg.timestamp_weight and item.modality == "video":
+            timestamp = timestamp_stats(item.caption).score
+            reward += cfg.timestamp_weight * timestamp
+        if not math.isfinite(reward):
+            raise ValueError(f"item {item.id!r}: reward is not finite ({reward})")
+        return RewardResult(
+            id=item.id,
+            reward=reward,
+            qa=qa,
+            accuracy=accuracy,
+            length=length,
+            timestamp=timestamp,
+            parse_failures=sum(q.chosen is None for q in questions),
+            questions=questions,
+        )
