@@ -241,3 +241,15 @@ def test_cli_help_and_tiny(tmp_path):
     assert info["seed"] == 3
     assert (tmp_path / "m" / "captioner" / "model.safetensors").is_file()
     assert (tmp_path / "m" / "reader" / "model.safetensors").is_file()
+
+
+def test_reader_opens_with_auto_processor(tiny_models):
+    """The reader is text-only: AutoProcessor must give its tokenizer, not a VL processor (servers rely on it)."""
+    import json
+
+    from transformers import AutoProcessor
+
+    config = json.loads((tiny_models.reader / "tokenizer_config.json").read_text())
+    assert "processor_class" not in config
+    proc = AutoProcessor.from_pretrained(tiny_models.reader)
+    assert "Tokenizer" in type(proc).__name__

@@ -193,6 +193,9 @@ def build_tiny_models(
     reader = _init(Qwen2ForCausalLM, reader_config(tokenizer), seed)
     reader.generation_config = gen
     reader.save_pretrained(reader_dir)
+    # Saving the captioner's processor stamped processor_class onto this shared tokenizer; a text-only reader
+    # that claims a VL processor cannot be opened with AutoProcessor (e.g. by `transformers serve`).
+    tokenizer._processor_class = None  # no public setter for clearing it in transformers 5.x
     tokenizer.save_pretrained(reader_dir)
 
     manifest = root / MANIFEST_NAME

@@ -1,0 +1,544 @@
+"""A reader behind an OpenAI-compatible HTTP server (vLLM, SGLang, transformers serve, hosted APIs).
+
+``score_letters`` reads the answer distribution from one prefill per prompt (``max_tokens=1``), in one of two ways:
+
+``completions`` (preferred)
+    Prompts are rendered with the reader's chat template into token ids — by a local tokenizer
+    (``tokenizer=``) or by the server's ``/tokenize`` endpoint (vLLM) — and sent in bulk to ``/v1/completions``
+    (a list of prompts per request). The letters' log-probabilities come from vLLM's ``logprob_token_ids``
+    (exact, full-vocabulary log-probabilities of the listed ids, nothing to match by text), or, on servers that
+    do not know that field, from the top ``top_logprobs`` alternatives.
+``chat``
+    When no token ids are to be had: one ``/v1/chat/completions`` request per prompt with ``logprobs: true,
+    top_logprobs: 20``; letters are matched by token text.
+
+A letter's probability is that of the bare letter token (``"A"``), as in ``caprl.readers.transformers``, so both
+backends give the same numbers for the same model; ``spaced_letters=True`` adds the ``" A"`` spelling's
+probability (for templates after which a reader opens with a space). With top-k log-probabilities a letter may be
+missing from the list; it then gets a floor (no more than the smallest listed log-probability and no
+more than its share of the mass left over), and ``stats.floored_letters`` counts how often that happened.
+
+``generate`` sends one ``/v1/chat/completions`` request per prompt. Everything is async inside (httpx), bounded
+by ``max_concurrency``, with timeouts and retries (see ``caprl.http``); the sync methods work from plain code,
+worker threads and running event loops alike, and ``ascore_letters`` / ``agenerate`` serve async callers.
+
+>>> reader = OpenAIReader("http://127.0.0.1:8000/v1", tokenizer="Qwen/Qwen2.5-3B-Instruct")   # doctest: +SKIP
+>>> reader.score_letters([LetterQuery(messages, "ABCD")])[0].argmax                          # doctest: +SKIP
+'C'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from caprl.http import APIError, AsyncAPI, RetryPolicy, gather_or_cancel
+from caprl.readers.base import LetterQuery, LetterScores, Messages, ReaderError, letter_scores_from_logprobs
+
+API_KEY_ENV = "CAPRL_OPENAI_API_KEY"
+FALLBACK_API_KEY_ENV = "OPENAI_API_KEY"
+TOKEN_ID_PREFIX = "token_id:"  # vLLM's spelling of a token when ``return_tokens_as_token_ids`` is set
+MAX_LOGPROB_TOKEN_IDS = 128  # vLLM's limit on ``logprob_token_ids``
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+Mode = Literal["auto", "completions", "chat"]
+LogprobsMode = Literal["auto", "token_ids", "topk"]
+
+
+@dataclass
+class ReaderStats:
+    """Counters for logs and tests."""
+
+    requests: int = 0
+    prompts: int = 0
+    floored_letters: int = 0  # letters absent from a top-k list, given a floor log-probability
+    retries: int = 0
+
+
+def resolve_api_key(api_key: str | None) -> str | None:
+    return api_key or os.environ.get(API_KEY_ENV) or os.environ.get(FALLBACK_API_KEY_ENV) or None
+
+
+# ----- letters and log-probabilities (shared with caprl.readers.vllm) -----
+
+
+def letter_variant_ids(
+    encode: Callable[[str], list[int]], letters: str, *, spaced: bool = False
+) -> dict[str, list[int]]:
+    """For each letter, the id of ``"A"`` (which must be a single token) and, with ``spaced``, of ``" A"`` too."""
+    out: dict[str, list[int]] = {}
+    for letter in letters:
+        enc = encode(letter)
+        if len(enc) != 1:
+            raise ReaderError(
+                f"option letter {letter!r} encodes to {len(enc)} tokens, so its probability cannot be read from "
+                "one position; use a reader whose letters A-Z are single tokens"
+            )
+        ids = [enc[0]]
+        if spaced:
+            enc = encode(" " + letter)
+            if len(enc) == 1 and enc[0] not in ids:
+                ids.append(enc[0])
+        out[letter] = ids
+    return out
+
+
+def logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def letters_from_id_logprobs(letters: str, variants: dict[str, list[int]], by_id: dict[int, float]) -> list[float]:
+    """Each letter's log-probability from exact per-id log-probabilities (every variant id must be present)."""
+    return [logsumexp([by_id[i] for i in variants[letter]]) for letter in letters]
+
+
+def letters_from_topk(
+    letters: str,
+    top: Sequence[tuple[str | int, float]],
+    variants: dict[str, list[int]] | None = None,
+    *,
+    spaced: bool = False,
+) -> tuple[list[float], int]:
+    """Each letter's log-probability from a top-k list of ``(token text or id, logprob)``; missing ones floored.
+
+    Entries given as ids match ``variants``; entries given as text match a letter when the text is the letter
+    (or, with ``spaced``, the letter after whitespace). Returns the log-probabilities and how many were floored.
+    """
+    found: dict[str, list[float]] = {letter: [] for letter in letters}
+    id_to_letter = {i: letter for letter, ids in (variants or {}).items() for i in ids if letter in found}
+    seen: set[str | int] = set()
+    for token, lp in top:
+        if token in seen:  # the sampled token can be listed twice
+            continue
+        seen.add(token)
+        if isinstance(token, int):
+            letter = id_to_letter.get(token)
+        else:
+            text = token.lstrip() if spaced else token
+            letter = text if text in found else None
+        if letter is not None:
+            found[letter].append(float(lp))
+    listed = [float(lp) for _, lp in top]
+    missing = [letter for letter in letters if not found[letter]]
+    out: list[float] = []
+    if missing:
+        left_over = max(0.0, 1.0 - sum(math.exp(lp) for lp in listed))
+        share = math.log(left_over / len(missing)) if left_over > 0 else -math.inf
+        smallest = min(listed) if listed else -math.inf
+        floor = min(smallest, share)
+        if floor == -math.inf:
+            floor = -1e4  # all the mass is listed and no letter is in it: a very small, finite value
+    for letter in letters:
+        out.append(logsumexp(found[letter]) if found[letter] else floor)
+    return out, len(missing)
+
+
+def _parse_token_key(key: str) -> str | int:
+    if key.startswith(TOKEN_ID_PREFIX):
+        try:
+            return int(key[len(TOKEN_ID_PREFIX) :])
+        except ValueError:
+            return key
+    return key
+
+
+def check_queries(queries: Sequence[LetterQuery]) -> None:
+    for q in queries:
+        if not q.letters or len(set(q.letters)) != len(q.letters) or not set(q.letters) <= set(ALPHABET):
+            raise ValueError(f"letters must be distinct capitals A-Z, got {q.letters!r}")
+
+
+class _Unsupported(Exception):
+    """The server ignored or refused ``logprob_token_ids``."""
+
+
+# ----- the reader -----
+
+
+class OpenAIReader:
+    """Reader protocol over an OpenAI-compatible server. See the module docstring for how letters are scored.
+
+    ``model``: the served model's name (None: the first one ``/v1/models`` lists, or none sent when that fails).
+    ``tokenizer``: a path/hub id or a loaded tokenizer of the served model; renders prompts locally and gives the
+    letters' token ids. ``mode``: ``auto`` (completions when token ids are to be had, else chat), ``completions``
+    or ``chat``. ``logprobs``: ``auto`` (``logprob_token_ids`` when the server honours it, else top-k),
+    ``token_ids`` or ``topk``. ``batch_size``: prompts per ``/v1/completions`` request.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        *,
+        api_key: str | None = None,
+        tokenizer: Any = None,
+        max_concurrency: int = 16,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        mode: Mode = "auto",
+        logprobs: LogprobsMode = "auto",
+        top_logprobs: int = 20,
+        batch_size: int = 32,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        spaced_letters: bool = False,
+        backoff_base: float = 0.5,
+    ):
+        if mode not in ("auto", "completions", "chat"):
+            raise ValueError(f"mode must be auto, completions or chat, got {mode!r}")
+        if logprobs not in ("auto", "token_ids", "topk"):
+            raise ValueError(f"logprobs must be auto, token_ids or topk, got {logprobs!r}")
+        self.api = AsyncAPI(
+            base_url,
+            RetryPolicy(max_retries=max_retries, timeout=timeout, backoff_base=backoff_base),
+            api_key=resolve_api_key(api_key),
+            max_concurrency=max_concurrency,
+        )
+        self.model = model
+        self.name = f"openai:{model or base_url}"
+        self.mode: Mode = mode
+        self.logprobs_mode: LogprobsMode = logprobs
+        self.top_logprobs = top_logprobs
+        self.batch_size = max(1, batch_size)
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.spaced_letters = spaced_letters
+        self.stats = ReaderStats()
+        if isinstance(tokenizer, str | os.PathLike):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+        self._tokenizer: Any = tokenizer
+        self._model_resolved = model is not None
+        self._server_tokenize: bool | None = None  # None: not probed yet
+        self._vllm_extras = True  # send vLLM's extra fields until a server refuses them
+        self._variant_cache: dict[str, list[int]] = {}
+        self._probe_lock: asyncio.Lock | None = None  # made on the client's event loop
+
+    # ----- lifecycle -----
+
+    def close(self) -> None:
+        self.api.close()
+        self._probe_lock = None
+
+    def __enter__(self) -> OpenAIReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- protocol (sync) -----
+
+    def score_letters(self, queries: Sequence[LetterQuery]) -> list[LetterScores]:
+        return self.api.run(self._score_letters(list(queries)))
+
+    def generate(
+        self,
+        prompts: Sequence[Messages],
+        *,
+        max_new_tokens: int = 10,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> list[str]:
+        return self.api.run(self._generate(list(prompts), max_new_tokens, temperature, seed))
+
+    # ----- async variants -----
+
+    async def ascore_letters(self, queries: Sequence[LetterQuery]) -> list[LetterScores]:
+        return await self.api.submit(self._score_letters(list(queries)))
+
+    async def agenerate(
+        self,
+        prompts: Sequence[Messages],
+        *,
+        max_new_tokens: int = 10,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> list[str]:
+        return await self.api.submit(self._generate(list(prompts), max_new_tokens, temperature, seed))
+
+    # ----- helpers -----
+
+    def _error(self, exc: APIError) -> ReaderError:
+        return ReaderError(f"reader {self.name}: {exc}")
+
+    async def _post(self, path: str, payload: dict[str, Any], *, root: bool = False) -> Any:
+        if self.model is not None:
+            payload = {"model": self.model, **payload}
+        self.stats.requests += 1
+        try:
+            return await self.api.post_json(path, payload, root=root)
+        finally:
+            self.stats.retries = self.api.retries
+
+    async def _resolve_model(self) -> None:
+        if self._model_resolved:
+            return
+        self._model_resolved = True
+        try:
+            body = await self.api.request("GET", self.api.url("/models"), None, retry=False)
+            data = body.get("data") or []
+            if data and isinstance(data[0], dict) and data[0].get("id"):
+                self.model = str(data[0]["id"])
+                self.name = f"openai:{self.model}"
+        except (APIError, AttributeError):
+            pass  # servers that serve one model accept requests without one
+
+    def _local_tokenizer(self) -> Any:
+        return self._tokenizer
+
+    async def _has_server_tokenize(self) -> bool:
+        if self._server_tokenize is None:
+            try:
+                await self._post("/tokenize", {"prompt": "A", "add_special_tokens": False}, root=True)
+                self._server_tokenize = True
+            except APIError as exc:
+                if exc.status is None or exc.status >= 500:
+                    raise self._error(exc) from None
+                self._server_tokenize = False  # 404/405/422...: no such endpoint here
+        return self._server_tokenize
+
+    async def _resolve_mode(self) -> Mode:
+        if self.mode != "auto":
+            if self.mode == "completions" and self._local_tokenizer() is None and not await self._has_server_tokenize():
+                raise ReaderError(
+                    f"reader {self.name}: mode='completions' needs token ids: pass tokenizer= (the served model's) "
+                    "or use a server with a /tokenize endpoint (vLLM)"
+                )
+            return self.mode
+        if self._local_tokenizer() is not None or await self._has_server_tokenize():
+            self.mode = "completions"
+        else:
+            self.mode = "chat"
+        return self.mode
+
+    async def _encode_text(self, text: str) -> list[int]:
+        tok = self._local_tokenizer()
+        if tok is not None:
+            return list(tok.encode(text, add_special_tokens=False))
+        body = await self._post("/tokenize", {"prompt": text, "add_special_tokens": False}, root=True)
+        return list(body["tokens"])
+
+    async def _render(self, messages: Messages) -> list[int]:
+        """The chat-templated prompt (generation prompt opened) as token ids."""
+        tok = self._local_tokenizer()
+        if tok is not None:
+            text = tok.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
+            )
+            # The template already holds every special token it wants; add none on top.
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+        payload: dict[str, Any] = {"messages": messages, "add_generation_prompt": True, "add_special_tokens": False}
+        if self.chat_template_kwargs:
+            payload["chat_template_kwargs"] = self.chat_template_kwargs
+        body = await self._post("/tokenize", payload, root=True)
+        return list(body["tokens"])
+
+    async def _variants(self, letters: str) -> dict[str, list[int]]:
+        todo = [letter for letter in dict.fromkeys(letters) if letter not in self._variant_cache]
+        if todo:
+            texts = [t for letter in todo for t in ((letter, " " + letter) if self.spaced_letters else (letter,))]
+            encoded = dict(zip(texts, await gather_or_cancel([self._encode_text(t) for t in texts]), strict=True))
+            self._variant_cache.update(
+                letter_variant_ids(encoded.__getitem__, "".join(todo), spaced=self.spaced_letters)
+            )
+        return {letter: self._variant_cache[letter] for letter in letters}
+
+    # ----- scoring -----
+
+    async def _score_letters(self, queries: list[LetterQuery]) -> list[LetterScores]:
+        if not queries:
+            return []
+        check_queries(queries)
+        try:
+            await self._resolve_model()
+            mode = await self._resolve_mode()
+            if mode == "chat":
+                results = await gather_or_cancel([self._score_chat(q) for q in queries])
+            else:
+                results = await self._score_completions(queries)
+        except APIError as exc:
+            raise self._error(exc) from None
+        self.stats.prompts += len(queries)
+        return results
+
+    async def _score_completions(self, queries: list[LetterQuery]) -> list[LetterScores]:
+        variants = await self._variants("".join(dict.fromkeys("".join(q.letters for q in queries))))
+        prompts = await gather_or_cancel([self._render(q.messages) for q in queries])
+        chunks = [
+            list(range(i, min(i + self.batch_size, len(queries)))) for i in range(0, len(queries), self.batch_size)
+        ]
+        out: list[LetterScores | None] = [None] * len(queries)
+
+        async def run(chunk: list[int], use_ids: bool, probe: bool = False) -> None:
+            scored = await self._completions_chunk(
+                [queries[i] for i in chunk], [prompts[i] for i in chunk], variants, use_ids=use_ids, probe=probe
+            )
+            for i, s in zip(chunk, scored, strict=True):
+                out[i] = s
+
+        if self.logprobs_mode == "auto":
+            if self._probe_lock is None:
+                self._probe_lock = asyncio.Lock()
+            async with self._probe_lock:  # one probe, even when several calls arrive at once
+                if self.logprobs_mode == "auto":
+                    # The first chunk finds out whether the server honours logprob_token_ids; the rest follow.
+                    try:
+                        await run(chunks[0], use_ids=True, probe=True)
+                        self.logprobs_mode = "token_ids"
+                    except _Unsupported:
+                        self.logprobs_mode = "topk"
+                        await run(chunks[0], use_ids=False)
+                    chunks = chunks[1:]
+        use_ids = self.logprobs_mode == "token_ids"
+        await gather_or_cancel([run(c, use_ids) for c in chunks])
+        assert all(s is not None for s in out)
+        return out  # type: ignore[return-value]
+
+    async def _completions_chunk(
+        self,
+        queries: list[LetterQuery],
+        prompts: list[list[int]],
+        variants: dict[str, list[int]],
+        *,
+        use_ids: bool,
+        probe: bool = False,
+    ) -> list[LetterScores]:
+        """Score one bulk request, by ``logprob_token_ids`` (``use_ids``) or top-k. ``probe``: raise
+        ``_Unsupported`` if the server refuses or ignores ``logprob_token_ids`` (auto mode then falls back to
+        top-k) instead of failing."""
+        payload: dict[str, Any] = {
+            "prompt": prompts,
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
+        if self._vllm_extras:
+            payload["return_tokens_as_token_ids"] = True  # vLLM: top-logprob keys as "token_id:N", no text clashes
+        wanted = sorted({i for q in queries for letter in q.letters for i in variants[letter]})
+        if use_ids:
+            if len(wanted) > MAX_LOGPROB_TOKEN_IDS:
+                raise ReaderError(f"{len(wanted)} letter token ids exceed vLLM's limit of {MAX_LOGPROB_TOKEN_IDS}")
+            payload["logprob_token_ids"] = wanted
+            payload["logprobs"] = 1  # vLLM requires logprobs to be set alongside logprob_token_ids
+        else:
+            payload["logprobs"] = self.top_logprobs
+        try:
+            body = await self._post("/completions", payload)
+        except APIError as exc:
+            if probe and exc.status in (400, 422):
+                self._vllm_extras = False  # a server that refuses fields it does not know: plain OpenAI from now
+                raise _Unsupported from None
+            raise
+        choices = sorted(body.get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) != len(queries):
+            raise ReaderError(
+                f"reader {self.name}: /v1/completions answered {len(choices)} choices for {len(queries)} prompts"
+            )
+        results = []
+        for q, choice in zip(queries, choices, strict=True):
+            top = _completion_top_logprobs(choice)
+            if top is None:
+                if probe:
+                    raise _Unsupported
+                raise ReaderError(
+                    f"reader {self.name}: /v1/completions returned no log-probabilities "
+                    "(this server does not support `logprobs`); use generate() with answer extraction instead"
+                )
+            if use_ids:
+                by_id = {k: v for k, v in top if isinstance(k, int)}
+                needed = [i for letter in q.letters for i in variants[letter]]
+                if any(i not in by_id for i in needed):
+                    if probe:
+                        raise _Unsupported  # logprob_token_ids was ignored: only the top-k came back
+                    raise ReaderError(
+                        f"reader {self.name}: the server ignored `logprob_token_ids` (letters missing from its "
+                        "answer); use logprobs='topk' or 'auto'"
+                    )
+                results.append(
+                    letter_scores_from_logprobs(q.letters, letters_from_id_logprobs(q.letters, variants, by_id))
+                )
+            else:
+                lps, floored = letters_from_topk(q.letters, top, variants, spaced=self.spaced_letters)
+                self.stats.floored_letters += floored
+                results.append(letter_scores_from_logprobs(q.letters, lps))
+        return results
+
+    async def _score_chat(self, query: LetterQuery) -> LetterScores:
+        payload: dict[str, Any] = {
+            "messages": query.messages,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": True,
+            "top_logprobs": self.top_logprobs,
+        }
+        if self.chat_template_kwargs:
+            payload["chat_template_kwargs"] = self.chat_template_kwargs
+        body = await self._post("/chat/completions", payload)
+        choices = body.get("choices") or []
+        content = ((choices[0].get("logprobs") or {}).get("content") if choices else None) or []
+        if not content or content[0].get("top_logprobs") is None:
+            raise ReaderError(
+                f"reader {self.name}: /v1/chat/completions returned no log-probabilities (this server ignores "
+                "`logprobs`/`top_logprobs`); pass tokenizer= for /v1/completions, or use generate() with answer "
+                "extraction"
+            )
+        first = content[0]
+        top = [(_parse_token_key(str(e["token"])), float(e["logprob"])) for e in first["top_logprobs"]]
+        if not top and "token" in first:
+            top = [(_parse_token_key(str(first["token"])), float(first["logprob"]))]
+        lps, floored = letters_from_topk(query.letters, top, spaced=self.spaced_letters)
+        self.stats.floored_letters += floored
+        return letter_scores_from_logprobs(query.letters, lps)
+
+    # ----- generation -----
+
+    async def _generate(
+        self, prompts: list[Messages], max_new_tokens: int, temperature: float, seed: int | None
+    ) -> list[str]:
+        if not prompts:
+            return []
+        try:
+            await self._resolve_model()
+            texts = await gather_or_cancel([self._chat_text(p, max_new_tokens, temperature, seed) for p in prompts])
+        except APIError as exc:
+            raise self._error(exc) from None
+        self.stats.prompts += len(prompts)
+        return texts
+
+    async def _chat_text(self, messages: Messages, max_new_tokens: int, temperature: float, seed: int | None) -> str:
+        payload: dict[str, Any] = {"messages": messages, "max_tokens": max_new_tokens, "temperature": temperature}
+        if seed is not None:
+            payload["seed"] = seed
+        if self.chat_template_kwargs:
+            payload["chat_template_kwargs"] = self.chat_template_kwargs
+        body = await self._post("/chat/completions", payload)
+        choices = body.get("choices") or []
+        if not choices:
+            raise ReaderError(f"reader {self.name}: /v1/chat/completions answered no choices")
+        return (choices[0].get("message") or {}).get("content") or ""
+
+
+def _completion_top_logprobs(choice: dict[str, Any]) -> list[tuple[str | int, float]] | None:
+    """The first generated position's alternatives, as ``(token text or id, logprob)``; None when absent."""
+    logprobs = choice.get("logprobs")
+    if not logprobs:
+        return None
+    top = logprobs.get("top_logprobs")
+    if not top or top[0] is None:
+        return None
+    return [(_parse_token_key(str(k)), float(v)) for k, v in top[0].items()]
+
+
+__all__ = [
+    "OpenAIReader",
+    "ReaderStats",
+    "letter_variant_ids",
+    "letters_from_id_logprobs",
+    "letters_from_topk",
+    "logsumexp",
+]
