@@ -66,6 +66,19 @@ def read_captions(path: str | Path) -> tuple[list[CaptionRow], list[str]]:
     return rows, bad
 
 
+def _drop_torn_tail(out: Path) -> None:
+    """A run killed mid-write leaves a last line without its newline: cut it, so appends start on a clean line
+    (its caption is simply scored again)."""
+    if not out.exists() or out.stat().st_size == 0:
+        return
+    with open(out, "rb+") as f:
+        f.seek(-1, 2)
+        if f.read(1) == b"\n":
+            return
+        data = f.seek(0) or f.read()
+        f.truncate(data.rfind(b"\n") + 1)
+
+
 def _done_keys(out: Path) -> set[tuple[str, int]]:
     keys: set[tuple[str, int]] = set()
     if not out.exists():
@@ -96,6 +109,7 @@ def score_captions(
     summary = BatchSummary(bad_rows=bad)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_tail(out)
     done = _done_keys(out)
     todo = []
     for row in rows:
