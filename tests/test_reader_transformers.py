@@ -1,0 +1,220 @@
+"""TransformersReader on the tiny reader (random weights): prefix sharing, batching and padding change nothing."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from caprl.readers.base import LetterQuery, Reader, ReaderError
+from caprl.reward.options import DEFAULT_UNANSWERABLE, shuffle_options
+from caprl.reward.prompt import build_messages
+from caprl.schema import MCQ
+
+TOL = 1e-4
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's ops are too small to split: on a busy 2-core machine a second intra-op thread makes each
+    forward wait for the scheduler (20x slower here). One thread for this module, restored afterwards."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def reader(tiny_models):
+    from caprl.readers.transformers import TransformersReader
+
+    return TransformersReader(tiny_models.reader, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def queries() -> list[LetterQuery]:
+    """Realistic prompts: 3 captions (long and short) x 6-7 questions, 2 to 6 options, questions of one caption
+    next to each other, plus a caption-less prompt that shares nothing beyond the template."""
+    from caprl.synth import item_seed, make_captions, make_image_scene, make_mcqs
+
+    rng = random.Random(0)
+    out: list[LetterQuery] = []
+    for i, level in enumerate(["exhaustive", "detailed", "terse"]):
+        scene = make_image_scene(item_seed(0, i, "image"))
+        caption = make_captions(scene)[level]
+        mcqs = make_mcqs(scene)[0][:3]
+        mcqs += [MCQ(question=f"Which colour is object {k}?", options=COLOURS[:k], gold=k - 1) for k in (2, 4, 6)]
+        if i % 2:
+            mcqs.append(MCQ(question="Is there a star?", options=["yes", "no", "maybe"], gold=0))
+        for j, mcq in enumerate(mcqs):
+            unanswerable = DEFAULT_UNANSWERABLE if (j % 2 and len(mcq.options) < 6) else None
+            shuffled = shuffle_options(mcq, rng, unanswerable=unanswerable)
+            out.append(LetterQuery(build_messages(caption, shuffled), shuffled.letters))
+    out.append(LetterQuery([{"role": "user", "content": "Pick one.\nA) x\nB) y"}], "AB"))
+    assert {len(q.letters) for q in out} >= {2, 3, 4, 5, 6}
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(reader, queries):
+    """The reference: each prompt alone (no padding, no sharing, batch of one)."""
+    reader.share_prefix = False
+    try:
+        return [reader.score_letters([q])[0] for q in queries]
+    finally:
+        reader.share_prefix = True
+
+
+def _assert_same(scores, reference, tol: float = TOL) -> None:
+    assert len(scores) == len(reference)
+    for got, want in zip(scores, reference, strict=True):
+        assert got.letters == want.letters
+        np.testing.assert_allclose(got.probs, want.probs, atol=tol, rtol=0)
+        assert got.letter_mass == pytest.approx(want.letter_mass, rel=1e-3, abs=1e-7)
+
+
+def test_is_a_reader(reader, tiny_models):
+    from caprl.models import letter_token_ids
+
+    assert isinstance(reader, Reader)
+    assert reader.name.startswith("transformers:")
+    assert reader.letter_ids == [ids[0] for ids in letter_token_ids(reader.tokenizer).values()]
+    assert reader.score_letters([]) == []
+
+
+def test_prefix_sharing_matches_one_prompt_at_a_time(reader, queries, one_at_a_time):
+    token_ids = reader.encode([q.messages for q in queries])
+    (root,) = reader.plan(token_ids)
+    packed = [node for node in _walk(root) if node.packs_children]
+    assert len(packed) == 3  # one packed row per caption: the caption computed once for its questions
+    assert all(len(node.tokens) >= reader.min_shared_prefix for node in _walk(root) if node.children)
+    _assert_same(reader.score_letters(queries), one_at_a_time)
+
+
+def test_shared_prefix_computed_once_across_captions(reader, queries, one_at_a_time):
+    # The template and instruction are shared by every caption's prompts: a node of their own, whose KV feeds
+    # the caption rows (the caption-less prompt branches off earlier and is a plain row).
+    token_ids = reader.encode([q.messages for q in queries[:-1]])
+    (root,) = reader.plan(token_ids)
+    assert len(root.children) == 1 and not root.children[0].packs_children
+    assert len([n for n in _walk(root) if n.packs_children]) == 3
+    _assert_same(reader.score_letters(queries[:-1]), one_at_a_time[:-1])
+
+
+@pytest.mark.parametrize(("share", "rows"), [(True, 1), (True, 7), (True, None), (False, 1), (False, None)])
+def test_batch_size_and_order_do_not_change_scores(reader, queries, one_at_a_time, rows, share):
+    longest = max(len(ids) for ids in reader.encode([q.messages for q in queries]))
+    order = list(range(len(queries)))
+    random.Random(rows or 0).shuffle(order)
+    saved = reader.batch_tokens, reader.share_prefix
+    reader.batch_tokens = longest * rows if rows else 1 << 20
+    reader.share_prefix = share
+    try:
+        scores = reader.score_letters([queries[i] for i in order])
+    finally:
+        reader.batch_tokens, reader.share_prefix = saved
+    _assert_same(scores, [one_at_a_time[i] for i in order])
+
+
+def test_tree_edge_cases_on_raw_token_ids(reader):
+    # Duplicates, a query that is a prefix of another, queries diverging after a short shared run, a lone token.
+    rng = np.random.default_rng(0)
+    vocab = len(reader.tokenizer)
+    base = rng.integers(0, vocab, 40).tolist()
+    seqs = [
+        base,
+        base,
+        base[:25],
+        base + rng.integers(0, vocab, 7).tolist(),
+        base[:30] + rng.integers(0, vocab, 12).tolist(),
+        base[:3] + rng.integers(0, vocab, 20).tolist(),
+        base[:25] + rng.integers(0, vocab, 5).tolist(),
+        rng.integers(0, vocab, 1).tolist(),
+    ]
+    shared = reader.letter_logprobs(seqs)
+    alone = np.concatenate([reader.letter_logprobs([s]) for s in seqs])
+    np.testing.assert_allclose(shared, alone, atol=1e-4)
+    np.testing.assert_array_equal(shared[0], shared[1])
+
+
+def test_nested_prefixes_make_a_deep_tree(reader):
+    # Every query a prefix of the next: a chain of nodes, one level each (and no recursion limit to hit).
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, len(reader.tokenizer), 80).tolist()
+    seqs = [base[: 20 + k] for k in range(0, 36, 3)]
+    (root,) = reader.plan(seqs)
+    assert _depth(root) == len(seqs)
+    alone = np.concatenate([reader.letter_logprobs([s]) for s in seqs])
+    np.testing.assert_allclose(reader.letter_logprobs(seqs), alone, atol=1e-4)
+
+
+def test_probabilities_are_distributions(reader, queries):
+    for s in reader.score_letters(queries):
+        assert s.probs.shape == (len(s.letters),)
+        assert s.probs.sum() == pytest.approx(1.0, abs=1e-9)
+        assert (s.probs >= 0).all()
+        assert 0.0 < s.letter_mass <= 1.0
+        assert s.argmax in s.letters
+
+
+def test_bad_letters_are_rejected(reader, queries):
+    with pytest.raises(ValueError, match="letters"):
+        reader.score_letters([LetterQuery(queries[0].messages, "AA")])
+    with pytest.raises(ValueError, match="letters"):
+        reader.score_letters([LetterQuery(queries[0].messages, "ab")])
+
+
+def test_reader_with_multi_token_letters_is_refused():
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers.models import BPE
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from caprl.models import CHAT_TEMPLATE
+    from caprl.readers.transformers import TransformersReader
+
+    # SentencePiece-style: a word-boundary marker before every word and no merged "▁A" pieces, so a bare "A"
+    # is two tokens ("▁", "A").
+    pieces = ["▁", *"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"]
+    backend = Tokenizer(BPE(vocab={p: i for i, p in enumerate(pieces)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, chat_template=CHAT_TEMPLATE)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    assert len(tokenizer.encode("A", add_special_tokens=False)) == 2
+    config = Qwen2Config(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    with pytest.raises(ReaderError, match=r"single token.*'A' -> 2 tokens.*'Z' -> 2 tokens"):
+        TransformersReader.from_model(Qwen2ForCausalLM(config), tokenizer)
+
+
+def test_generate_is_deterministic(reader, queries):
+    prompts = [queries[0].messages, queries[-1].messages, queries[-2].messages]  # different lengths: padding
+    greedy = reader.generate(prompts, max_new_tokens=5)
+    assert len(greedy) == 3 and all(isinstance(t, str) for t in greedy)
+    assert reader.generate(prompts, max_new_tokens=5) == greedy
+    # Left padding changes nothing: each prompt alone gives the same greedy text.
+    assert [reader.generate([p], max_new_tokens=5)[0] for p in prompts] == greedy
+    sampled = reader.generate(prompts, max_new_tokens=5, temperature=1.0, seed=7)
+    assert reader.generate(prompts, max_new_tokens=5, temperature=1.0, seed=7) == sampled
+    assert all(isinstance(t, str) for t in sampled)
+    assert "<|im_end|>" not in "".join(greedy + sampled)
+
+
+def _depth(node) -> int:
+    """Levels below ``node``."""
+    return max((1 + _depth(c) for c in node.children), default=0)
+
+
+def _walk(node):
+    for child in node.children:
+        yield child
+        yield from _walk(child)
