@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -16,6 +18,16 @@ console = Console()
 @app.callback()
 def _group() -> None:
     """Score captions by how well a text-only reader answers each item's MCQs from them."""
+
+
+def _token_counter(length_tokenizer: str | None) -> Callable[[str], int] | None:
+    """Counts caption tokens with the policy's tokenizer, for the length term."""
+    if not length_tokenizer:
+        return None
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(length_tokenizer)
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
 
 
 @app.command("score")
@@ -50,12 +62,7 @@ def score_command(
         timestamp_weight=timestamp_weight,
         seed=seed,
     )
-    count_tokens = None
-    if length_tokenizer:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(length_tokenizer)
-        count_tokens = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    count_tokens = _token_counter(length_tokenizer)
     kwargs = {"model": model} if model else {}
     engine = RewardEngine(load_reader(reader, backend=backend, **kwargs), config, count_tokens=count_tokens)
     with Progress(
@@ -82,3 +89,103 @@ def score_command(
     console.print(table)
     for msg in summary.bad_rows[:5]:
         console.print(f"[yellow]skipped[/] {msg}")
+
+
+@app.command("serve")
+def serve_command(
+    reader: str = typer.Option(..., "--reader", help="Reader model id/path, or an OpenAI-compatible server URL."),
+    backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --reader)."),
+    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
+    device: str | None = typer.Option(None, help="Device of a transformers reader (cuda, cuda:1, cpu; default: best)."),
+    mode: str = typer.Option("hard", help="hard (chosen letter is gold) | soft (gold probability) | blind_gain."),
+    n: int | None = typer.Option(None, "--n", help="Questions per caption, drawn with replacement (default: all)."),
+    path: str = typer.Option("score", help="score (letter probabilities) | generate (free text, parsed)."),
+    no_unanswerable: bool = typer.Option(
+        False, "--no-unanswerable", help="Do not append the 'cannot be answered' option."
+    ),
+    length_weight: float = typer.Option(
+        0.0, help="Weight of the length term (items send caption_tokens, or give --length-tokenizer)."
+    ),
+    length_tokenizer: str | None = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's)."),
+    timestamp_weight: float = typer.Option(0.0, help="Weight of the video timestamp-format term."),
+    seed: int = typer.Option(0, help="Seed for question draws, shuffles and sampled letters."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(18889, help="Port (18889 is CapRL++'s reward master, so its scripts work unchanged)."),
+    api_key_env: str | None = typer.Option(
+        None, help="Name of an environment variable holding a bearer token that every request must carry."
+    ),
+    max_batch: int = typer.Option(64, help="Items per engine call: requests are coalesced up to this many."),
+    max_wait_ms: float = typer.Option(5.0, help="How long an idle engine waits for a batch to fill."),
+    max_pending: int = typer.Option(4096, help="Items in flight (queued or scoring); beyond it: 503 + Retry-After."),
+    max_request_items: int = typer.Option(2048, help="Items per request; beyond it: 413."),
+    max_body_mb: float = typer.Option(64.0, help="Largest request body in MiB; beyond it: 413."),
+    max_caption_chars: int = typer.Option(100_000, help="Longest caption in characters; beyond it: 422."),
+    shutdown_timeout: float = typer.Option(30.0, help="Seconds in-flight requests get to finish on SIGTERM."),
+    log_level: str = typer.Option("info", help="critical | error | warning | info | debug."),
+) -> None:
+    """Serve the reward over HTTP: one reader, batched across every client.
+
+    POST /v1/rewards   many items per request; each item's reward and its parts
+    POST /get_reward   the CapRL body, answered with {"rewards": \\[...]}
+    GET  /health       200 once the reader is loaded, 503 before and while draining
+    GET  /metrics      Prometheus metrics
+    GET  /docs         the API and its schemas (/openapi.json)
+
+    Invalid items get 422 naming the item and field; the other items are still
+    scored. An overloaded server answers 503 with Retry-After. SIGTERM finishes
+    the requests in flight before the server exits.
+
+    Example: caprl reward serve --reader Qwen/Qwen2.5-3B-Instruct --host 0.0.0.0 --api-key-env CAPRL_KEY
+    """
+    from caprl.readers import load_reader
+    from caprl.reward.engine import RewardConfig, RewardEngine
+    from caprl.server.parse import check_config
+    from caprl.server.serve import serve
+    from caprl.server.settings import ServerSettings
+
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise typer.BadParameter(
+                f"environment variable {api_key_env} is unset or empty", param_hint="--api-key-env"
+            )
+    try:
+        config = RewardConfig(
+            mode=mode,
+            n_questions=n,
+            path=path,
+            unanswerable_option=not no_unanswerable,
+            length_weight=length_weight,
+            timestamp_weight=timestamp_weight,
+            seed=seed,
+        )
+        settings = ServerSettings(
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            max_pending=max_pending,
+            max_request_items=max_request_items,
+            max_body_bytes=int(max_body_mb * 2**20),
+            max_caption_chars=max_caption_chars,
+            api_key=api_key,
+        )
+        check_config(config, settings)
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise typer.BadParameter(str(exc)) from None
+
+    def build_engine() -> RewardEngine:
+        kwargs: dict = {"model": model} if model else {}
+        is_url = reader.startswith(("http://", "https://"))
+        if device and (backend or ("openai" if is_url else "transformers")) == "transformers":
+            kwargs["device"] = device
+        return RewardEngine(
+            load_reader(reader, backend=backend, **kwargs), config, count_tokens=_token_counter(length_tokenizer)
+        )
+
+    console.print(
+        f"[bold]caprl reward service[/] on http://{host}:{port} (reader {reader}, mode {mode}); "
+        "GET /health turns 200 once the reader is loaded"
+    )
+    raise typer.Exit(
+        serve(build_engine, settings, host=host, port=port, log_level=log_level, shutdown_timeout=shutdown_timeout)
+    )

@@ -1,0 +1,26 @@
+"""The reward service: one reward engine behind HTTP, and its client.
+
+- ``caprl.server.app.create_app`` — the FastAPI app (bulk ``/v1/rewards``, CapRL ``/get_reward``, ``/health``,
+  ``/metrics``); ``caprl.server.serve`` runs it (``caprl reward serve`` on the command line);
+- ``caprl.server.client`` — ``AsyncRewardClient`` / ``RewardClient`` for trainers: several servers, retries;
+- ``caprl.server.batcher`` — coalescing requests into engine batches with bounded in-flight work;
+- ``caprl.server.parse`` — request bodies to engine items, each bad item named by index and field.
+
+Importing this package (or the client) does not import FastAPI or uvicorn.
+"""
+
+from caprl.server.client import (
+    AsyncRewardClient,
+    RewardClient,
+    RewardRequestError,
+    RewardServiceError,
+    RewardServiceUnavailable,
+)
+
+__all__ = [
+    "AsyncRewardClient",
+    "RewardClient",
+    "RewardRequestError",
+    "RewardServiceError",
+    "RewardServiceUnavailable",
+]

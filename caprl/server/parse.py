@@ -1,0 +1,297 @@
+"""Request bodies to engine items, with an error per bad item that names its index and field.
+
+The bodies are validated by hand rather than by FastAPI, because one bad item must not cost the others their
+rewards: the envelope (``items``, ``options``) is checked first and refuses the whole request; then each item
+on its own. Everything the engine would raise on is caught here, so an item that passes is one the engine can
+score (engine failures are then the reader's, reported as 5xx).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from caprl.data.importers import split_question_options
+from caprl.reward.engine import RewardConfig, RewardItem
+from caprl.schema import MAX_OPTIONS, MCQ, validation_error_to_schema_error
+from caprl.server.protocol import ItemError, ItemInput, RewardOptions
+from caprl.server.settings import ServerSettings
+
+_MIN_TEMPERATURE = 1e-3  # below it the sampled letter's softmax underflows to NaN
+_MAX_WEIGHT = 1e3  # keeps reward + weighted terms finite, which the engine checks and fails on otherwise
+
+
+class RequestError(Exception):
+    """A request refused as a whole (bad JSON, bad envelope or options, too large)."""
+
+    def __init__(self, status: int, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.field, self.headers = status, detail, field, headers or {}
+
+
+@dataclass
+class ParsedRequest:
+    """What the engine gets: the effective config and the items that passed (None where ``errors`` say why)."""
+
+    config: RewardConfig
+    items: list[RewardItem | None]
+    errors: list[ItemError] = field(default_factory=list)
+    include_questions: bool = True
+
+    @property
+    def valid(self) -> list[tuple[int, RewardItem]]:
+        return [(i, it) for i, it in enumerate(self.items) if it is not None]
+
+
+class _ItemProblem(Exception):
+    def __init__(self, field: str | None, reason: str, status: int = 422):
+        super().__init__(reason)
+        self.field, self.reason, self.status = field, reason, status
+
+
+def _item_error(kind: str, index: int, item_id: str | None, problem: _ItemProblem) -> ItemError:
+    where = f"{kind} {index}" + (f" (id {item_id!r})" if item_id is not None else "")
+    if problem.field:
+        where += f", field {problem.field!r}"
+    return ItemError(
+        index=index, id=item_id, field=problem.field, status=problem.status, message=f"{where}: {problem.reason}"
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json(body: bytes) -> Any:
+    """Decode a request body; 400 with the position of the fault when it is not JSON."""
+    if not body.strip():
+        raise RequestError(400, "the body is empty; send a JSON object")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"the body is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise RequestError(
+            400, f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------- config
+
+
+def check_config(config: RewardConfig, settings: ServerSettings) -> None:
+    """Raise ``ValueError('field: reason')`` for settings the engine would fail on or that cost without bound."""
+    if config.n_questions is not None and config.n_questions > settings.max_questions_per_item:
+        raise ValueError(f"n_questions: at most {settings.max_questions_per_item} on this server")
+    if config.max_new_tokens > settings.max_new_tokens:
+        raise ValueError(f"max_new_tokens: at most {settings.max_new_tokens} on this server")
+    if not _MIN_TEMPERATURE <= config.temperature <= 1e3:
+        raise ValueError(f"temperature: must lie in [{_MIN_TEMPERATURE:g}, 1000]")
+    for name in ("length_weight", "timestamp_weight"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and abs(value) <= _MAX_WEIGHT):
+            raise ValueError(f"{name}: must be finite and within +-{_MAX_WEIGHT:g}")
+    if config.length_weight and config.length_zero_at <= config.length_full_until:
+        raise ValueError("length_zero_at: must exceed length_full_until")
+    soft_needed = config.mode == "soft" or (config.mode == "blind_gain" and config.blind_score == "soft")
+    if soft_needed and config.path == "generate":
+        raise ValueError("path: soft scores need letter probabilities, use path 'score' (or a hard score)")
+    if config.unanswerable_option and not config.unanswerable_text.strip():
+        raise ValueError("unanswerable_text: empty")
+
+
+def effective_config(options: Any, base: RewardConfig, settings: ServerSettings) -> RewardConfig:
+    """The server's config with a request's ``options`` applied; RequestError (422) naming the option."""
+    if options is None:
+        return base
+    try:
+        given = RewardOptions.model_validate(options).model_dump(exclude_unset=True)
+        config = RewardConfig.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        err = validation_error_to_schema_error(exc)
+        where = f"options.{err.field}" if err.field else "options"
+        raise RequestError(422, f"field {where!r}: {err.reason}", field=where) from None
+    try:
+        check_config(config, settings)
+    except ValueError as exc:
+        name, _, reason = str(exc).partition(": ")
+        raise RequestError(422, f"field 'options.{name}': {reason}", field=f"options.{name}") from None
+    return config
+
+
+# -------------------------------------------------------------------------------------------------- items
+
+
+def _mcq(
+    question: str, options: list[str], gold: Any, kind: str | None, field: str, gold_field: str, *, flat: bool = False
+) -> MCQ:
+    """``flat``: report every fault of the question or its options at ``field`` (the CapRL body holds both in one
+    string)."""
+    try:
+        return MCQ.from_labelled(question, options, gold, kind=kind)
+    except ValidationError as exc:
+        err = validation_error_to_schema_error(exc)
+        raise _ItemProblem(f"{field}.{err.field}" if err.field and not flat else field, err.reason) from None
+    except ValueError as exc:
+        raise _ItemProblem(gold_field, str(exc)) from None
+
+
+def _check_item(
+    caption: str, mcqs: Sequence[MCQ], caption_tokens: int | None, config: RewardConfig, ctx: _Context
+) -> None:
+    """What the engine would fail on for this item under ``config``."""
+    if len(caption) > ctx.settings.max_caption_chars:
+        raise _ItemProblem(
+            ctx.caption_field,
+            f"caption has {len(caption)} characters, more than this server's {ctx.settings.max_caption_chars}",
+        )
+    if len(mcqs) > ctx.settings.max_questions_per_item:
+        raise _ItemProblem(
+            ctx.mcqs_field, f"{len(mcqs)} MCQs, more than this server's {ctx.settings.max_questions_per_item}"
+        )
+    if config.unanswerable_option:
+        extra = config.unanswerable_text.strip().lower()
+        for j, q in enumerate(mcqs):
+            if len(q.options) >= MAX_OPTIONS:
+                raise _ItemProblem(
+                    ctx.options_field(j),
+                    f"{len(q.options)} options leave no letter for the added 'cannot be answered' option "
+                    f"(at most {MAX_OPTIONS - 1}, or send options.unanswerable_option=false)",
+                )
+            if extra in (o.lower() for o in q.options):
+                raise _ItemProblem(ctx.options_field(j), "an option repeats the added 'cannot be answered' option")
+    if config.length_weight and caption_tokens is None and not ctx.can_count_tokens:
+        raise _ItemProblem(
+            "caption_tokens", "required: the length term is on and this server has no tokenizer to count tokens"
+        )
+
+
+@dataclass(frozen=True)
+class _Context:
+    settings: ServerSettings
+    can_count_tokens: bool
+    caption_field: str = "caption"
+    mcqs_field: str = "mcqs"
+    option_template: str = "mcqs.{j}.options"
+
+    def options_field(self, j: int) -> str:
+        return self.option_template.format(j=j)
+
+
+def _envelope(data: Any, allowed: set[str], required: str, settings: ServerSettings) -> list[Any]:
+    if not isinstance(data, dict):
+        raise RequestError(422, f"the body must be a JSON object with {required!r}, got {type(data).__name__}")
+    if required not in data:
+        raise RequestError(422, f"field {required!r}: required", field=required)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise RequestError(422, f"field {unknown[0]!r}: unknown field (expected {sorted(allowed)})", field=unknown[0])
+    rows = data[required]
+    if not isinstance(rows, list):
+        raise RequestError(422, f"field {required!r}: must be a list, got {type(rows).__name__}", field=required)
+    if len(rows) > settings.max_request_items:
+        raise RequestError(
+            413,
+            f"field {required!r}: {len(rows)} items, more than this server's {settings.max_request_items} per request; "
+            "split the request",
+            field=required,
+        )
+    return rows
+
+
+def parse_rewards_request(
+    data: Any, base: RewardConfig, settings: ServerSettings, *, can_count_tokens: bool
+) -> ParsedRequest:
+    """``POST /v1/rewards``: see ``caprl.server.protocol.RewardsRequest``."""
+    rows = _envelope(data, {"items", "options", "include_questions"}, "items", settings)
+    include = data.get("include_questions", True)
+    if not isinstance(include, bool):
+        raise RequestError(422, "field 'include_questions': must be true or false", field="include_questions")
+    config = effective_config(data.get("options"), base, settings)
+    ctx = _Context(settings, can_count_tokens)
+    out = ParsedRequest(config, [], include_questions=include)
+    for i, raw in enumerate(rows):
+        rid = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        try:
+            item = _rewards_item(raw, config, ctx)
+        except _ItemProblem as problem:
+            out.items.append(None)
+            out.errors.append(_item_error("item", i, rid, problem))
+        else:
+            out.items.append(item)
+    return out
+
+
+def _rewards_item(raw: Any, config: RewardConfig, ctx: _Context) -> RewardItem:
+    try:
+        given = ItemInput.model_validate(raw)
+    except ValidationError as exc:
+        err = validation_error_to_schema_error(exc)
+        raise _ItemProblem(err.field, err.reason) from None
+    mcqs = [
+        _mcq(q.question, q.options, q.gold, q.kind, f"mcqs.{j}", f"mcqs.{j}.gold") for j, q in enumerate(given.mcqs)
+    ]
+    _check_item(given.caption, mcqs, given.caption_tokens, config, ctx)
+    return RewardItem(
+        caption=given.caption, mcqs=mcqs, modality=given.modality, id=given.id, caption_tokens=given.caption_tokens
+    )
+
+
+# ---------------------------------------------------------------------------------------------- CapRL body
+
+
+def parse_get_reward_request(
+    data: Any, config: RewardConfig, settings: ServerSettings, *, can_count_tokens: bool
+) -> ParsedRequest:
+    """``POST /get_reward``, the CapRL body: ``{"prompts": [[caption, [[question_with_options, letter], ...]]]}``.
+
+    Fields in errors are named ``caption``, ``qa``, ``qa.J``, ``qa.J.question``, ``qa.J.answer``. Keys other than
+    ``prompts`` are ignored, as the reference ignores them.
+    """
+    if isinstance(data, dict):
+        data = {"prompts": data["prompts"]} if "prompts" in data else data
+    rows = _envelope(data, {"prompts"}, "prompts", settings)
+    ctx = _Context(settings, can_count_tokens, mcqs_field="qa", option_template="qa.{j}.question")
+    out = ParsedRequest(config, [])
+    for i, raw in enumerate(rows):
+        try:
+            item = _caprl_item(raw, config, ctx)
+        except _ItemProblem as problem:
+            out.items.append(None)
+            out.errors.append(_item_error("prompt", i, None, problem))
+        else:
+            out.items.append(item)
+    return out
+
+
+def _caprl_item(raw: Any, config: RewardConfig, ctx: _Context) -> RewardItem:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise _ItemProblem(None, "a prompt must be a list [caption, [[question_with_options, gold_letter], ...]]")
+    caption, pairs = raw
+    if not isinstance(caption, str):
+        raise _ItemProblem("caption", f"must be a string, got {type(caption).__name__}")
+    if not isinstance(pairs, list) or not pairs:
+        raise _ItemProblem("qa", "must be a non-empty list of [question_with_options, gold_letter] pairs")
+    mcqs = []
+    for j, pair in enumerate(pairs):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise _ItemProblem(f"qa.{j}", "must be a pair [question_with_options, gold_letter]")
+        text, letter = pair
+        if not isinstance(text, str):
+            raise _ItemProblem(f"qa.{j}.question", f"must be a string, got {type(text).__name__}")
+        if not isinstance(letter, str):
+            raise _ItemProblem(f"qa.{j}.answer", f"must be a letter string, got {type(letter).__name__}")
+        try:
+            question, options = split_question_options(text)
+        except ValueError as exc:
+            raise _ItemProblem(f"qa.{j}.question", f"{exc}: {text[:120]!r}") from None
+        mcqs.append(_mcq(question, options, letter, None, f"qa.{j}.question", f"qa.{j}.answer", flat=True))
+    _check_item(caption, mcqs, None, config, ctx)
+    return RewardItem(caption=caption, mcqs=mcqs)

@@ -1,0 +1,38 @@
+"""Limits and batching knobs of the reward service."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class ServerSettings(BaseModel):
+    """How the service batches and what it refuses. Defaults suit one GPU reader serving a trainer."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    max_batch: int = Field(default=64, ge=1)
+    """Items per engine call: requests are coalesced up to this many."""
+    max_wait_ms: float = Field(default=5.0, ge=0)
+    """How long an idle engine waits for more requests to fill a batch. A busy engine never waits: the next
+    batch is whatever queued while the last one ran."""
+    max_pending: int = Field(default=4096, ge=1)
+    """Items admitted and not yet answered (queued or being scored); beyond it requests get 503 + Retry-After."""
+    max_request_items: int = Field(default=2048, ge=1)
+    max_body_bytes: int = Field(default=64 * 2**20, ge=1024)
+    max_caption_chars: int = Field(default=100_000, ge=1)
+    max_questions_per_item: int = Field(default=256, ge=1)
+    """Bounds both an item's MCQs and ``n_questions``: one request cannot buy unbounded reader work."""
+    max_new_tokens: int = Field(default=512, ge=1)
+    """Upper bound for a request's ``max_new_tokens`` (generate path)."""
+    api_key: SecretStr | None = None
+    """When set, every endpoint but /health and the docs needs ``Authorization: Bearer <key>``."""
+    load_retry_after_s: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _request_fits(self) -> ServerSettings:
+        # A request larger than the in-flight bound could never be admitted: refuse the configuration instead.
+        if self.max_request_items > self.max_pending:
+            raise ValueError(
+                f"max_request_items ({self.max_request_items}) must not exceed max_pending ({self.max_pending})"
+            )
+        return self
