@@ -53,31 +53,35 @@ class _Job:
         self.results = [None] * len(self.items)
 
 
-def _score_groups(engine: RewardEngine, groups: Sequence[Sequence[RewardItem]]) -> list[list[RewardResult] | Exception]:
-    """Score the groups (one per request) in one engine call; if it fails, find out whose fault it was."""
+# Engine calls one failing batch may spend finding its bad items (one bad item in 64 needs 13).
+_SPLIT_BUDGET = 32
+
+
+def _score_or_split(engine: RewardEngine, items: Sequence[RewardItem], budget: list[int]) -> list[Outcome]:
     try:
-        flat = engine.score([it for g in groups for it in g])
+        return list(engine.score(items))
     except ReaderError as exc:
-        # The reader itself failed (a dead server, an incompatible model): every group would fail the same way,
-        # and retrying each one would multiply the reader's own retries and timeouts.
-        return [exc] * len(groups)
+        # The reader itself failed (a dead server, an incompatible model): every item would fail the same way,
+        # and splitting would multiply the reader's own retries and timeouts.
+        return [exc] * len(items)
     except Exception as exc:
-        if len(groups) == 1:
-            return [exc]
-        # Rewards do not depend on batching, so scoring each request alone gives the same numbers and confines a
-        # poisoned request's failure to that request.
-        out: list[list[RewardResult] | Exception] = []
-        for g in groups:
-            try:
-                out.append(engine.score(g))
-            except Exception as inner:
-                out.append(inner)
-        return out
-    results, start = [], 0
+        if len(items) == 1 or budget[0] < 2:
+            return [exc] * len(items)
+        # Rewards do not depend on batching, so the halves give the same numbers, and a bad item (or a batch too
+        # large for the device) costs only itself.
+        budget[0] -= 2
+        mid = len(items) // 2
+        return _score_or_split(engine, items[:mid], budget) + _score_or_split(engine, items[mid:], budget)
+
+
+def _score_groups(engine: RewardEngine, groups: Sequence[Sequence[RewardItem]]) -> list[list[Outcome]]:
+    """Score the groups (one per request) in one engine call; per item, its result or what failed it."""
+    flat = _score_or_split(engine, [it for g in groups for it in g], [_SPLIT_BUDGET])
+    out, start = [], 0
     for g in groups:
-        results.append(flat[start : start + len(g)])
+        out.append(flat[start : start + len(g)])
         start += len(g)
-    return results
+    return out
 
 
 class Coalescer:
@@ -204,7 +208,7 @@ class Coalescer:
         try:
             outcomes = await loop.run_in_executor(self._executor, _score_groups, engine, groups)
         except BaseException as exc:  # the executor itself failed (shut down, interpreter exiting)
-            outcomes = [exc] * len(groups)
+            outcomes = [[exc] * len(g) for g in groups]
         elapsed = loop.time() - started
         if elapsed > 0:
             rate = n / elapsed
@@ -212,7 +216,7 @@ class Coalescer:
         if self.metrics is not None:
             self.metrics.engine_seconds.observe(elapsed)
         for (job, s, e), outcome in zip(spans, outcomes, strict=True):
-            job.results[s:e] = [outcome] * (e - s) if isinstance(outcome, BaseException) else outcome
+            job.results[s:e] = outcome
             job.done += e - s
             self._add_pending(-(e - s))
             if job.done == len(job.items) and not job.future.done():

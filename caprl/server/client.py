@@ -324,6 +324,11 @@ class AsyncRewardClient:
 # ---------------------------------------------------------------------------------------------------- sync
 
 
+def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(loop.stop)
+
+
 class _LoopThread:
     """An event loop in a daemon thread, for sync callers (works from plain code, threads, and running loops)."""
 
@@ -339,7 +344,8 @@ class _LoopThread:
                 self._thread = threading.Thread(target=loop.run_forever, name="caprl-reward-client", daemon=True)
                 self._thread.start()
                 self._loop = loop
-                weakref.finalize(self, loop.call_soon_threadsafe, loop.stop)
+                # A client dropped without close() still stops its loop (the thread holds no reference to it).
+                weakref.finalize(self, _stop_loop, loop)
             loop = self._loop
         if threading.current_thread() is self._thread:
             coro.close()

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from caprl.data.importers import split_question_options
 from caprl.reward.engine import RewardConfig, RewardItem
-from caprl.schema import MAX_OPTIONS, MCQ, validation_error_to_schema_error
+from caprl.schema import MAX_OPTIONS, MCQ
 from caprl.server.protocol import ItemError, ItemInput, RewardOptions
 from caprl.server.settings import ServerSettings
 
@@ -46,6 +46,19 @@ class ParsedRequest:
     @property
     def valid(self) -> list[tuple[int, RewardItem]]:
         return [(i, it) for i, it in enumerate(self.items) if it is not None]
+
+
+_UNION_TAGS = frozenset({"int", "str", "bool", "float", "list", "dict", "none"})
+
+
+def _first_error(exc: ValidationError) -> tuple[str | None, str]:
+    """(field path like ``mcqs.0.gold``, reason) of pydantic's first error, without union-member tags."""
+    first = exc.errors()[0]
+    parts = [str(p) for p in first["loc"] if isinstance(p, int) or (p not in _UNION_TAGS and "[" not in str(p))]
+    reason = first["msg"].removeprefix("Value error, ")
+    if exc.error_count() > 1:
+        reason += f" (+{exc.error_count() - 1} more)"
+    return ".".join(parts) or None, reason
 
 
 class _ItemProblem(Exception):
@@ -115,9 +128,9 @@ def effective_config(options: Any, base: RewardConfig, settings: ServerSettings)
         given = RewardOptions.model_validate(options).model_dump(exclude_unset=True)
         config = RewardConfig.model_validate({**base.model_dump(), **given})
     except ValidationError as exc:
-        err = validation_error_to_schema_error(exc)
-        where = f"options.{err.field}" if err.field else "options"
-        raise RequestError(422, f"field {where!r}: {err.reason}", field=where) from None
+        field, reason = _first_error(exc)
+        where = f"options.{field}" if field else "options"
+        raise RequestError(422, f"field {where!r}: {reason}", field=where) from None
     try:
         check_config(config, settings)
     except ValueError as exc:
@@ -137,8 +150,8 @@ def _mcq(
     try:
         return MCQ.from_labelled(question, options, gold, kind=kind)
     except ValidationError as exc:
-        err = validation_error_to_schema_error(exc)
-        raise _ItemProblem(f"{field}.{err.field}" if err.field and not flat else field, err.reason) from None
+        sub, reason = _first_error(exc)
+        raise _ItemProblem(f"{field}.{sub}" if sub and not flat else field, reason) from None
     except ValueError as exc:
         raise _ItemProblem(gold_field, str(exc)) from None
 
@@ -233,8 +246,7 @@ def _rewards_item(raw: Any, config: RewardConfig, ctx: _Context) -> RewardItem:
     try:
         given = ItemInput.model_validate(raw)
     except ValidationError as exc:
-        err = validation_error_to_schema_error(exc)
-        raise _ItemProblem(err.field, err.reason) from None
+        raise _ItemProblem(*_first_error(exc)) from None
     mcqs = [
         _mcq(q.question, q.options, q.gold, q.kind, f"mcqs.{j}", f"mcqs.{j}.gold") for j, q in enumerate(given.mcqs)
     ]
