@@ -38,8 +38,9 @@ compared with ``torch.matmul`` FLOP/s measured in the same run, fp32, same threa
 shapes weighted as one decoder layer uses them (best of the measurements taken before and after each prompt set:
 other work on a shared machine only lowers it).
 
-Usage: .venv/bin/python benchmarks/reward_throughput.py [--captions 32] [--repeats 2] [--quick]
-The last line printed is one JSON object with the figures.
+Usage: .venv/bin/python benchmarks/reward_throughput.py [--captions 32] [--repeats 2] [--threads 1] [--quick]
+On a shared machine ``--threads 1`` gives stable figures: with two threads, every op waits for whichever thread
+the scheduler parked (benchmarks/RESULTS.md). The last line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
