@@ -367,3 +367,38 @@ def test_graceful_shutdown_answers_requests_in_flight(reader, items, expected):
     assert answer["r"].json()["results"][0]["reward"] == expected[0].reward
     with pytest.raises(httpx.ConnectError):
         httpx.get(srv.url + "/health")
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+
+def test_serve_command_help_and_bad_flags(monkeypatch):
+    from typer.testing import CliRunner
+
+    from caprl.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["reward", "serve", "--help"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0
+    for text in ("/v1/rewards", "/get_reward", "/health", "/metrics", "--api-key-env", "--max-batch", "--max-wait-ms",
+                 "--max-pending", "Retry-After"):  # fmt: skip
+        assert text in result.output, text
+    monkeypatch.delenv("CAPRL_TEST_KEY", raising=False)
+    result = runner.invoke(app, ["reward", "serve", "--reader", "x", "--api-key-env", "CAPRL_TEST_KEY"])
+    assert result.exit_code != 0 and "CAPRL_TEST_KEY" in result.output
+    result = runner.invoke(app, ["reward", "serve", "--reader", "x", "--mode", "soft", "--path", "generate"])
+    assert result.exit_code != 0 and "letter probabilities" in result.output
+
+
+@pytest.mark.slow
+def test_serve_command_end_to_end(tiny_models, items, expected, tmp_path):
+    """The real ``caprl reward serve`` process: ready, scores like the engine, exits on SIGTERM."""
+    from caprl.server.client import RewardClient
+    from caprl.server.process import ServiceProcess
+
+    env = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with ServiceProcess(tiny_models.reader, ["--seed", "7"], env=env, log_path=tmp_path / "serve.log") as svc:
+        with RewardClient(svc.url) as client:
+            assert [r.reward for r in client.score(items)] == [r.reward for r in expected]
+        proc = svc.proc
+    assert proc is not None and proc.returncode is not None

@@ -158,3 +158,16 @@ def test_engine_failure_raises_with_reason(reader, items):
         client.get_reward([caprl_prompt(poisoned), caprl_prompt(items[1])])
     assert info.value.status == 500 and "poisoned caption" in info.value.errors[0].message
     assert info.value.rewards[0] is None and info.value.rewards[1] is not None
+
+
+def test_timeouts_are_retried_then_reported(reader, items):
+    held = HeldReader(reader)
+    held.gate.clear()
+    try:
+        with BackgroundServer(RewardEngine(held)) as srv, RewardClient(srv.url, max_retries=1, timeout=0.3) as client:
+            with pytest.raises(RewardServiceUnavailable) as info:
+                client.score(items[:1])
+            assert "all 2 attempts failed" in str(info.value) and "timed out after 0.3 s" in str(info.value)
+            held.gate.set()
+    finally:
+        held.gate.set()
