@@ -302,7 +302,8 @@ def test_overload_answers_503_with_retry_after(reader, items):
         worker.join(30)
         assert first["r"].status_code == 200
         assert post(srv, "/v1/rewards", {"items": [item_json(items[2])]}).status_code == 200
-        assert 'caprl_errors_total{kind="overloaded"} 1.0' in httpx.get(srv.url + "/metrics").text
+        metrics = httpx.get(srv.url + "/metrics").text
+        assert 'caprl_errors_total{kind="overloaded"} 1.0' in metrics and 'kind="not_ready"' not in metrics
 
 
 def test_bearer_token_auth(engine, items):

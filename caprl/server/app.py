@@ -155,8 +155,8 @@ class ServiceState:
         try:
             outcomes = await self.coalescer.score(key, engine, [it for _, it in valid])
         except Overloaded as exc:
-            self.metrics.errors.labels("overloaded").inc()
-            raise RequestError(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+            headers = {"Retry-After": str(exc.retry_after)}
+            raise RequestError(503, str(exc), headers=headers, kind="overloaded") from None
         except ShuttingDown as exc:
             raise RequestError(503, str(exc), headers={"Retry-After": "1"}) from None
         for (i, _), outcome in zip(valid, outcomes, strict=True):
@@ -235,7 +235,7 @@ def create_app(source: EngineSource, settings: ServerSettings | None = None) -> 
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> Response:
-        metrics.errors.labels(_ERROR_KIND.get(exc.status, "invalid_request")).inc()
+        metrics.errors.labels(exc.kind or _ERROR_KIND.get(exc.status, "invalid_request")).inc()
         body = ErrorResponse(
             detail=exc.detail, errors=[ItemError(field=exc.field, status=exc.status, message=exc.detail)]
         )

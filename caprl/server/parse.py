@@ -29,9 +29,19 @@ _MAX_WEIGHT = 1e3  # keeps reward + weighted terms finite, which the engine chec
 class RequestError(Exception):
     """A request refused as a whole (bad JSON, bad envelope or options, too large)."""
 
-    def __init__(self, status: int, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        kind: str | None = None,
+    ):
         super().__init__(detail)
         self.status, self.detail, self.field, self.headers = status, detail, field, headers or {}
+        self.kind = kind
+        """The ``caprl_errors_total`` label (default: from the status)."""
 
 
 @dataclass
