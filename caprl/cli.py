@@ -6,6 +6,7 @@ import typer
 
 from caprl.data.cli import app as data_app
 from caprl.demo import demo_command
+from caprl.eval.cli import app as eval_app
 from caprl.models.cli import app as models_app
 from caprl.reward.cli import app as reward_app
 from caprl.synth.cli import app as synth_app
@@ -29,6 +30,7 @@ app.add_typer(
     help="Build tiny local models (Qwen2.5-VL captioner, Qwen2 reader) for tests and the demo.",
 )
 app.add_typer(reward_app, name="reward", help="Score captions with the CapRL reward (a text-only reader answers MCQs).")
+app.add_typer(eval_app, name="eval", help="Prism evaluation: caption benchmarks, read answers from captions, score.")
 app.command("demo")(demo_command)
 
 

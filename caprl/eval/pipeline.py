@@ -1,0 +1,73 @@
+"""``run_prism``: the caption, read and score stages over several benchmarks, and the report.
+
+>>> cfg = PrismConfig(benchmarks=["shapes-image"], out="runs/eval", captioner="models/tiny/captioner",
+...                   reader="models/tiny/reader")                                       # doctest: +SKIP
+>>> report = run_prism(cfg, captioner=lambda: TransformersCaptioner(...), reader=...)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from caprl.eval.benchmarks import get_benchmark
+from caprl.eval.caption import Progress, run_caption_stage
+from caprl.eval.config import Lazy, PrismConfig
+from caprl.eval.data import DataPaths
+from caprl.eval.read import run_read_stage
+from caprl.eval.report import benchmark_report, write_report
+from caprl.eval.score import run_score_stage
+
+ModelArg = Any  # an instance, a zero-argument factory, or None
+
+
+def run_prism(
+    cfg: PrismConfig,
+    *,
+    captioner: ModelArg = None,
+    reader: ModelArg = None,
+    judge: ModelArg = None,
+    paths: DataPaths | None = None,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any] | None:
+    """Run ``cfg.stage`` (or all stages) for every benchmark; returns the report when the score stage ran.
+
+    Models are given as instances or factories and built only when a stage has work for them: re-reading cached
+    captions never loads (or calls) the captioner.
+    """
+    paths = paths or DataPaths()
+    say = log or (lambda _msg: None)
+    benches = [get_benchmark(b) for b in cfg.benchmarks]
+    lazy_captioner, lazy_reader, lazy_judge = Lazy(captioner, "captioner"), Lazy(reader, "reader"), Lazy(judge, "judge")
+    stages = ("caption", "read", "score") if cfg.stage == "all" else (cfg.stage,)
+    reports = []
+    for bench in benches:
+        items = bench.load_items(paths, cfg.out, frames=cfg.sampling(), limit=cfg.limit)
+        say(f"{bench.name}: {len(items)} questions on {len({i.media_id for i in items})} media")
+        if "caption" in stages:
+            run_caption_stage(bench, items, cfg, lazy_captioner, progress)
+        if "read" in stages:
+            run_read_stage(bench, items, cfg, lazy_reader, progress)
+        if "score" in stages:
+            outcome = run_score_stage(bench, items, cfg, lazy_judge, progress=progress)
+            other = None
+            if cfg.compare:
+                other = run_score_stage(bench, items, cfg, lazy_judge, captioner=cfg.compare, progress=progress).scores
+            reports.append(
+                benchmark_report(
+                    bench,
+                    outcome.scores,
+                    k=cfg.k,
+                    n_boot=cfg.bootstrap,
+                    seed=cfg.seed,
+                    other=other,
+                    other_name=cfg.compare,
+                    judge_failures=outcome.judge_failures,
+                )
+            )
+    if not reports:
+        return None
+    report = {"config": cfg.model_dump(mode="json"), "benchmarks": reports}
+    write_report(report, cfg.out)
+    return report
