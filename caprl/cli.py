@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from caprl.annotate.cli import annotate_command
 from caprl.data.cli import app as data_app
 from caprl.demo import demo_command
 from caprl.eval.cli import app as eval_app
 from caprl.models.cli import app as models_app
+from caprl.qa.cli import app as qa_app
 from caprl.reward.cli import app as reward_app
 from caprl.synth.cli import app as synth_app
 
@@ -31,6 +33,10 @@ app.add_typer(
 )
 app.add_typer(reward_app, name="reward", help="Score captions with the CapRL reward (a text-only reader answers MCQs).")
 app.add_typer(eval_app, name="eval", help="Prism evaluation: caption benchmarks, read answers from captions, score.")
+app.add_typer(qa_app, name="qa", help="Curate QA: a VLM writes MCQs; keep those that need the media to answer.")
+app.command("annotate", help="Caption a dataset or image folder at scale: parquet shards, resumable, exports.")(
+    annotate_command
+)
 app.command("demo")(demo_command)
 
 

@@ -1,0 +1,63 @@
+"""Pick a captioner backend from what the user gives: a server URL, or a model id/directory.
+
+Shared by ``caprl annotate`` and ``caprl qa``: a ``CaptionerSpec`` is plain data, so a Ray actor (or any other
+process) can rebuild the same captioner from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from caprl.captioners.base import Captioner
+
+BACKENDS = ("transformers", "openai", "vllm")
+
+
+class CaptionerSpec(BaseModel):
+    """How to build a captioner: ``model`` is a hub id, a local directory or an ``http(s)://`` server URL."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    backend: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Backend keyword arguments (``batch_size``, ``device``, ``max_concurrency``, ``model`` for a server, ...)."""
+
+    @property
+    def resolved_backend(self) -> str:
+        if self.backend is not None:
+            return self.backend
+        return "openai" if self.model.startswith(("http://", "https://")) else "transformers"
+
+    @property
+    def name(self) -> str:
+        """The name the built captioner reports (``backend:model``), known without loading it."""
+        backend = self.resolved_backend
+        if backend == "openai":
+            return f"openai:{self.options.get('model') or self.model}"
+        return f"{backend}:{self.model}"
+
+    def build(self) -> Captioner:
+        return load_captioner(self.model, backend=self.backend, **self.options)
+
+
+def load_captioner(spec: str, *, backend: str | None = None, **kwargs: Any) -> Captioner:
+    """A captioner for ``spec``: ``transformers`` (batched, in process), ``openai`` (a server URL; requests run
+    concurrently up to ``max_concurrency``) or ``vllm`` (in process; needs ``pip install 'caprl[vllm]'``)."""
+    if backend is None:
+        backend = "openai" if spec.startswith(("http://", "https://")) else "transformers"
+    if backend == "transformers":
+        from caprl.captioners.transformers import TransformersCaptioner
+
+        return TransformersCaptioner(spec, **kwargs)
+    if backend == "openai":
+        from caprl.captioners.openai import OpenAICaptioner
+
+        return OpenAICaptioner(spec, **kwargs)
+    if backend == "vllm":
+        from caprl.captioners.vllm import VLLMCaptioner
+
+        return VLLMCaptioner(spec, **kwargs)
+    raise ValueError(f"unknown captioner backend {backend!r}: choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,141 @@
+"""``caprl annotate``: caption a dataset or an image directory at scale, then export for pretraining."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def captioner_options(
+    backend: str, *, batch_size: int, concurrency: int, device: str | None, model: str | None
+) -> dict[str, Any]:
+    """Backend keyword arguments from the command line's options (each backend takes its own)."""
+    if backend == "transformers":
+        return {"batch_size": batch_size, **({"device": device} if device else {})}
+    if backend == "openai":
+        return {"max_concurrency": concurrency, **({"model": model} if model else {})}
+    return {}
+
+
+def default_batch_size(backend: str, concurrency: int) -> int:
+    # A batch is what one captioner call gets: rows of one forward (transformers), requests in flight (openai),
+    # or the engine's scheduling window (vllm).
+    return {"transformers": 8, "openai": 4 * concurrency, "vllm": 256}.get(backend, 8)
+
+
+def annotate_command(
+    out: Path = typer.Option(..., "--out", help="Output directory: parquet shards, manifest, run config."),
+    data: Path | None = typer.Option(None, "--data", help="caprl dataset directory, or a plain image/video folder."),
+    captioner: str | None = typer.Option(None, "--captioner", help="Model id/path, or an OpenAI-compatible URL."),
+    backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --captioner)."),
+    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
+    executor: str = typer.Option("local", help="local (this process) | ray (Ray Data actors; caprl[ray])."),
+    prompt: str | None = typer.Option(None, help="Prompt for every item (default: the item's, or per modality)."),
+    batch_size: int | None = typer.Option(None, help="Items per captioner call (default: 8; openai 4x concurrency)."),
+    concurrency: int = typer.Option(16, help="Requests in flight to an OpenAI-compatible server."),
+    device: str | None = typer.Option(None, help="Device of a transformers captioner (cuda, cuda:1, cpu)."),
+    max_new_tokens: int = typer.Option(512, help="Longest caption in tokens."),
+    temperature: float = typer.Option(0.0, help="0 is greedy (reproducible); CapRL samples at 1.0."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
+    n: int = typer.Option(1, "--n", help="Captions per item."),
+    seed: int = typer.Option(0, help="Sampling seed (per item, so a resumed run makes the same captions)."),
+    shard_size: int = typer.Option(1000, help="Records per parquet shard."),
+    rank: int = typer.Option(0, help="This process's part of the items (item index mod world-size == rank)."),
+    world_size: int = typer.Option(1, help="How many processes share the items."),
+    retry_failed: bool = typer.Option(False, help="Try this rank's failed items again."),
+    allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
+    video_fps: float = typer.Option(2.0, help="Frame sampling for videos in a plain folder: frames per second."),
+    video_max_frames: int = typer.Option(64, help="Frame sampling for videos in a plain folder: most frames."),
+    limit: int | None = typer.Option(None, help="Only the first N items of the source."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+    ray_actors: int = typer.Option(1, help="Captioner actors (e.g. one per GPU)."),
+    ray_gpus_per_actor: float = typer.Option(0.0, help="GPUs each actor reserves."),
+    ray_cpus_per_actor: float = typer.Option(1.0, help="CPUs each actor reserves."),
+    export_caprl: Path | None = typer.Option(None, help="Also write CapRL-2M-style jsonl here."),
+    export_llava: Path | None = typer.Option(None, help="Also write LLaVA/ShareGPT-style pretraining json here."),
+    absolute_paths: bool = typer.Option(False, help="Exports name media by absolute path."),
+    export_only: bool = typer.Option(False, help="Only (re)write the exports of --out; caption nothing."),
+) -> None:
+    """Caption every item of DATA into sharded parquet under OUT; re-run the same command to resume.
+
+    Example: caprl annotate --data data/images --captioner Qwen/Qwen2.5-VL-3B-Instruct --out runs/ann
+    --export-caprl runs/ann/captions.jsonl
+    """
+    from caprl.annotate.backends import CaptionerSpec
+    from caprl.annotate.export import export_annotations
+    from caprl.annotate.progress import progress_bar
+    from caprl.annotate.sources import open_source
+    from caprl.captioners.base import GenerationSettings
+    from caprl.schema import FrameSampling
+
+    if not export_only:
+        if data is None or captioner is None:
+            raise typer.BadParameter("--data and --captioner are needed (unless --export-only)")
+        if executor not in ("local", "ray"):
+            raise typer.BadParameter(f"unknown executor {executor!r}: local or ray", param_hint="--executor")
+        spec_backend = backend or ("openai" if captioner.startswith(("http://", "https://")) else "transformers")
+        size = batch_size or default_batch_size(spec_backend, concurrency)
+        options = captioner_options(spec_backend, batch_size=size, concurrency=concurrency, device=device, model=model)
+        spec = CaptionerSpec(model=captioner, backend=spec_backend, options=options)
+        settings = GenerationSettings(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=n, seed=seed
+        )
+        sampling = FrameSampling(fps=video_fps, max_frames=video_max_frames)
+        source = open_source(data, prompt=prompt, video_sampling=sampling, limit=limit)
+        common: dict[str, Any] = dict(
+            settings=settings,
+            batch_size=size,
+            shard_size=shard_size,
+            rank=rank,
+            world_size=world_size,
+            retry_failed=retry_failed,
+            allow_config_change=allow_config_change,
+        )
+        console.print(f"[bold]annotate[/] {len(source.items)} items from {data} ({source.kind}) with {spec.name}")
+        try:
+            with progress_bar("annotate", console=console) as on_progress:
+                if executor == "ray":
+                    from caprl.annotate.ray_backend import annotate_ray
+
+                    summary = annotate_ray(
+                        source,
+                        spec,
+                        out,
+                        num_actors=ray_actors,
+                        num_gpus_per_actor=ray_gpus_per_actor,
+                        num_cpus_per_actor=ray_cpus_per_actor,
+                        ray_address=ray_address,
+                        on_progress=on_progress,
+                        **common,
+                    )
+                else:
+                    from caprl.annotate.runner import annotate
+
+                    summary = annotate(source, spec.build(), out, on_progress=on_progress, **common)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        table = Table(title=f"annotate -> {out}")
+        for col in ("items", "already done", "captioned", "failed (media)", "failed (captioner)", "items/s"):
+            table.add_column(col, justify="right")
+        table.add_row(
+            str(summary.items),
+            str(summary.already_done),
+            str(summary.ok),
+            str(summary.failed_media),
+            str(summary.failed_captioner),
+            f"{summary.items_per_second:.2f}",
+        )
+        console.print(table)
+    for dest, fmt in ((export_caprl, "caprl2m"), (export_llava, "llava")):
+        if dest is not None:
+            result = export_annotations(out, dest, format=fmt, absolute=absolute_paths)  # type: ignore[arg-type]
+            console.print(
+                f"exported {result.written} captions to {dest} ({fmt}); left out: {result.skipped_failed} failed, "
+                f"{result.skipped_no_path} without a media path"
+            )

@@ -1,0 +1,193 @@
+"""``caprl qa``: generate MCQs with a VLM, and keep only those that need the media."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+
+@app.callback()
+def _group() -> None:
+    """Make the questions that define the reward: a VLM writes them, a visual-dependency filter keeps the good ones."""
+
+
+def _vlm(spec: str, backend: str | None, model: str | None, batch_size: int, concurrency: int, device: str | None):
+    from caprl.annotate.backends import CaptionerSpec
+    from caprl.annotate.cli import captioner_options
+
+    resolved = backend or ("openai" if spec.startswith(("http://", "https://")) else "transformers")
+    options = captioner_options(resolved, batch_size=batch_size, concurrency=concurrency, device=device, model=model)
+    return CaptionerSpec(model=spec, backend=resolved, options=options).build()
+
+
+@app.command("generate")
+def generate_command(
+    data: Path = typer.Option(..., "--data", help="caprl dataset directory, or a plain image/video folder."),
+    vlm: str = typer.Option(..., "--vlm", help="VLM model id/path, or an OpenAI-compatible server URL."),
+    out: Path = typer.Option(..., "--out", help="Output directory (records log + a dataset of the questions)."),
+    backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --vlm)."),
+    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
+    k: int = typer.Option(5, "--k", help="Questions per item (CapRL: 5)."),
+    n_options: int = typer.Option(4, help="Options per question the prompt asks for."),
+    batch_size: int = typer.Option(8, help="Items per VLM call (openai: requests sent together)."),
+    concurrency: int = typer.Option(16, help="Requests in flight to an OpenAI-compatible server."),
+    device: str | None = typer.Option(None, help="Device of a transformers VLM (cuda, cpu, ...)."),
+    max_new_tokens: int = typer.Option(1024, help="Longest reply in tokens."),
+    temperature: float = typer.Option(0.0, help="0 is greedy (a resumed run asks the same)."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    rank: int = typer.Option(0, help="This process's part of the items (item index mod world-size == rank)."),
+    world_size: int = typer.Option(1, help="How many processes share the items."),
+    retry_failed: bool = typer.Option(False, help="Ask again for this rank's items without usable questions."),
+    allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
+    limit: int | None = typer.Option(None, help="Only the first N items."),
+) -> None:
+    """A VLM writes K multiple-choice questions per item of DATA; re-run the same command to resume.
+
+    Example: caprl qa generate --data data/shapes --vlm Qwen/Qwen2.5-VL-72B-Instruct --out runs/qa-gen
+    """
+    from caprl.annotate.progress import progress_bar
+    from caprl.captioners.base import GenerationSettings
+    from caprl.qa.generate import generate_qa
+
+    captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    try:
+        with progress_bar("qa generate", console=console) as on_progress:
+            summary = generate_qa(
+                data,
+                captioner,
+                out,
+                k=k,
+                n_options=n_options,
+                settings=settings,
+                batch_size=batch_size,
+                rank=rank,
+                world_size=world_size,
+                retry_failed=retry_failed,
+                allow_config_change=allow_config_change,
+                limit=limit,
+                on_progress=on_progress,
+            )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    table = Table(title=f"qa generate -> {out}")
+    table.add_column("items", justify="right")
+    table.add_column("already done", justify="right")
+    for status in ("ok", "unparseable", "no_valid_questions", "media_error", "error"):
+        table.add_column(status, justify="right")
+    table.add_column("questions", justify="right")
+    table.add_row(
+        str(summary.items),
+        str(summary.already_done),
+        *(
+            str(summary.by_status.get(s, 0))
+            for s in ("ok", "unparseable", "no_valid_questions", "media_error", "error")
+        ),
+        str(summary.questions),
+    )
+    console.print(table)
+    if summary.repairs:
+        console.print("near-misses repaired: " + ", ".join(f"{k} x{v}" for k, v in sorted(summary.repairs.items())))
+    console.print(
+        f"dataset: {summary.dataset_items} items, {summary.dataset_questions} questions in {out} "
+        f"(next: caprl qa filter --data {out} ...)"
+    )
+
+
+@app.command("filter")
+def filter_command(
+    out: Path = typer.Option(..., "--out", help="Output directory (statistics log, kept dataset, summary)."),
+    data: Path | None = typer.Option(None, "--data", help="caprl dataset with MCQs (e.g. qa generate's output)."),
+    vlm: str | None = typer.Option(None, "--vlm", help="VLM model id/path, or an OpenAI-compatible server URL."),
+    backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --vlm)."),
+    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
+    blind: str | None = typer.Option(
+        None, help="Text-only answerer for the without-media leg: a reader id/path or URL (default: --vlm, text only)."
+    ),
+    blind_backend: str | None = typer.Option(None, help="transformers | openai | vllm for --blind."),
+    r: int = typer.Option(4, "--r", help="Answers per question with media, and as many without."),
+    hi: float = typer.Option(0.75, help="Keep when accuracy with media > hi."),
+    lo: float = typer.Option(0.25, help="... and accuracy without media < lo."),
+    min_options: int = typer.Option(3, help="Set aside questions with fewer options."),
+    near_duplicate: float = typer.Option(0.9, help="Similarity at which a question with the same answer repeats one."),
+    seed: int = typer.Option(0, help="Seed of the option shuffles (and of sampling)."),
+    max_new_tokens: int = typer.Option(16, help="Longest answer in tokens."),
+    temperature: float = typer.Option(0.0, help="Answer sampling temperature (0: greedy)."),
+    batch_questions: int = typer.Option(16, help="Questions per model call (each is asked 2r times)."),
+    batch_size: int = typer.Option(64, help="Rows per forward of a transformers VLM."),
+    concurrency: int = typer.Option(16, help="Requests in flight to an OpenAI-compatible server."),
+    device: str | None = typer.Option(None, help="Device of a transformers VLM."),
+    rank: int = typer.Option(0, help="This process's part of the items (item index mod world-size == rank)."),
+    world_size: int = typer.Option(1, help="How many processes share the items."),
+    allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
+    rethreshold: bool = typer.Option(
+        False, "--rethreshold", help="Apply --hi/--lo to the statistics in --out; ask no model."
+    ),
+) -> None:
+    """Keep the questions a VLM answers with the media (acc > HI) but not without it (acc < LO).
+
+    Example: caprl qa filter --data runs/qa-gen --vlm Qwen/Qwen2.5-VL-3B-Instruct --out runs/qa-filtered
+    Try other thresholds later, without a model: caprl qa filter --out runs/qa-filtered --rethreshold --hi 0.5
+    """
+    from caprl.annotate.progress import progress_bar
+    from caprl.qa.filter import FilterConfig, filter_qa
+    from caprl.qa.filter import rethreshold as apply_thresholds
+
+    try:
+        if rethreshold:
+            summary = apply_thresholds(out, hi=hi, lo=lo, data=data)
+        else:
+            if data is None or vlm is None:
+                raise typer.BadParameter("--data and --vlm are needed (unless --rethreshold)")
+            config = FilterConfig(
+                r=r,
+                hi=hi,
+                lo=lo,
+                min_options=min_options,
+                near_duplicate=near_duplicate,
+                seed=seed,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+            )
+            captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
+            text_leg = None
+            if blind is not None:
+                from caprl.readers import load_reader
+
+                text_leg = load_reader(blind, backend=blind_backend)
+            with progress_bar("qa filter", unit="questions", console=console) as on_progress:
+                summary = filter_qa(
+                    data,
+                    captioner,
+                    out,
+                    blind=text_leg,
+                    config=config,
+                    batch_questions=batch_questions,
+                    rank=rank,
+                    world_size=world_size,
+                    allow_config_change=allow_config_change,
+                    on_progress=on_progress,
+                )
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    table = Table(title=f"qa filter (r={summary.r}, keep: acc with > {summary.hi}, without < {summary.lo}) -> {out}")
+    table.add_column("questions / reason")
+    table.add_column("count", justify="right")
+    table.add_row("questions", str(summary.questions))
+    table.add_row("[bold]kept", f"[bold]{summary.kept}")
+    for reason, count in summary.by_reason.items():
+        table.add_row(f"dropped: {reason}", str(count))
+    table.add_row("items with a kept question", f"{summary.items_kept} / {summary.items}")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    table.add_row(
+        "mean accuracy with / without media",
+        f"{fmt(summary.mean_accuracy_with_media)} / {fmt(summary.mean_accuracy_without_media)}",
+    )
+    table.add_row("unreadable answers", str(summary.unparsed_answers))
+    console.print(table)
