@@ -176,7 +176,9 @@ def test_decide_boundaries():
     assert decide(rec(3, 0), 0.75, 0.25) == "low_accuracy_with_media"
     assert decide(rec(3, 2), 0.75, 0.25) == "both"
     saved = QuestionRecord.model_validate_json(rec(4, 1).model_dump_json())
-    assert saved.without_media.accuracy == 0.25 and json.loads(rec(4, 1).model_dump_json())["with_media"]["correct"] == 4
+    assert (
+        saved.without_media.accuracy == 0.25 and json.loads(rec(4, 1).model_dump_json())["with_media"]["correct"] == 4
+    )
 
 
 def test_unreadable_media_is_recorded_per_question(shapes, tmp_path):
@@ -247,7 +249,7 @@ def test_generate_resumes_after_a_kill_with_every_record_exactly_once(shapes, tm
     assert resumed.already_done == before and resumed.items == N_ITEMS
     ids = [r["id"] for r in _lines(log)]
     assert sorted(ids) == sorted(s.id for s in ds.samples)  # each exactly once, none lost
-    reference = generate_qa(shapes, ShapesOracle(ds, styles=STYLES), tmp_path / "ref", k=4, batch_size=4)
+    generate_qa(shapes, ShapesOracle(ds, styles=STYLES), tmp_path / "ref", k=4, batch_size=4)
     assert read_generated(out) == read_generated(tmp_path / "ref")
     assert read_dataset(out).samples == read_dataset(tmp_path / "ref").samples
     again = generate_qa(shapes, ShapesOracle(ds, styles=STYLES), out, k=4)
@@ -273,7 +275,7 @@ def test_filter_resumes_after_a_kill_with_every_question_exactly_once(shapes, tm
     assert len(keys) == len(set(keys)) == n_questions
     reference = filter_qa(shapes, ShapesOracle(ds), tmp_path / "ref", batch_questions=16)
     assert summary.kept == reference.kept and summary.by_reason == reference.by_reason
-    by_key = lambda recs: sorted((r.model_dump_json() for r in recs))  # noqa: E731
+    by_key = lambda recs: sorted(r.model_dump_json() for r in recs)  # noqa: E731
     assert by_key(read_stats(out)) == by_key(read_stats(tmp_path / "ref"))
 
 
