@@ -121,14 +121,30 @@ def test_option_checks_and_duplicates():
     assert option_problem(q.model_copy(update={"gold": 5})) == "gold_missing"
     assert normalise("  What  COLOUR, is it? ") == "what colour is it"
 
-    same_answer = MCQ(question="What colour is the small circle?", options=["red", "blue", "green"], gold=0)
-    other_answer = MCQ(question="What colour is the large circle?", options=["red", "blue", "green"], gold=1)
+    def mcq(question: str, gold: int = 0) -> MCQ:
+        return MCQ(question=question, options=["red", "blue", "green"], gold=gold)
+
     mcqs = [
         q,
-        q.model_copy(update={"question": "what colour is the circle"}),  # exact after normalising
-        q.model_copy(update={"question": "What colour is the circles?"}),  # near, same answer
-        same_answer,
-        other_answer,  # reads alike, but another answer: a different question
+        mcq("what colour is the circle"),  # exact after normalising
+        mcq("What is the colour of the circles?"),  # other filler words, a plural: near
+        mcq("What color is the circle?"),  # other spelling: near
+        mcq("What colour is the circle?", gold=1),  # the same text is a duplicate, whatever its answer
+        mcq("What colour is the small circle?"),  # one more word: another question
+        mcq("What colour is the square?"),  # another word
+        mcq("Is the circle above the square?"),
+        mcq("Is the square above the circle?"),  # the same words in another order: another question
+        mcq("How many circles are left of square 24?"),
+        mcq("How many circles are left of square 42?"),  # numbers must match exactly
+        mcq("What colour is the circel?", gold=2),  # a typo, but another answer: kept
     ]
-    assert find_duplicates(mcqs) == {1: ("duplicate", 0), 2: ("near_duplicate", 0)}
-    assert find_duplicates(mcqs, near_duplicate=1.01) == {1: ("duplicate", 0)}
+    assert find_duplicates(mcqs) == {
+        1: ("duplicate", 0),
+        2: ("near_duplicate", 0),
+        3: ("near_duplicate", 0),
+        4: ("duplicate", 0),
+    }
+    assert find_duplicates(mcqs, near_duplicate=1.01) == {1: ("duplicate", 0), 4: ("duplicate", 0)}
+    assert find_duplicates([mcq("What colour is the circle?"), mcq("What colour is the circel?")]) == {
+        1: ("near_duplicate", 0)
+    }

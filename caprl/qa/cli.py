@@ -115,7 +115,9 @@ def filter_command(
     hi: float = typer.Option(0.75, help="Keep when accuracy with media > hi."),
     lo: float = typer.Option(0.25, help="... and accuracy without media < lo."),
     min_options: int = typer.Option(3, help="Set aside questions with fewer options."),
-    near_duplicate: float = typer.Option(0.9, help="Similarity at which a question with the same answer repeats one."),
+    near_duplicate: float = typer.Option(
+        0.8, help="How alike two words must be spelt to count as one in near-duplicate questions (>1: off)."
+    ),
     seed: int = typer.Option(0, help="Seed of the option shuffles (and of sampling)."),
     max_new_tokens: int = typer.Option(16, help="Longest answer in tokens."),
     temperature: float = typer.Option(0.0, help="Answer sampling temperature (0: greedy)."),

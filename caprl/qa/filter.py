@@ -66,7 +66,7 @@ class FilterConfig(BaseModel):
     hi: float = Field(default=0.75, ge=0.0, le=1.0)
     lo: float = Field(default=0.25, ge=0.0, le=1.0)
     min_options: int = Field(default=3, ge=2)
-    near_duplicate: float = Field(default=0.9, gt=0.0)
+    near_duplicate: float = Field(default=0.8, gt=0.0)
     seed: int = 0
     max_new_tokens: int = Field(default=16, ge=1)
     temperature: float = Field(default=0.0, ge=0.0)
