@@ -163,4 +163,4 @@ def test_cli_train_reader(quick_reader, tiny_models):
     assert "held-out accuracy" in result.output and "exhaustive" in result.output and "chance" in result.output
     assert "trained in" in result.output
     help_text = CliRunner().invoke(app, ["train-reader", "--help"]).output
-    assert "--steps" in help_text and "--base" in help_text
+    assert "--steps" in help_text and "--base" in help_text and "--device" in help_text

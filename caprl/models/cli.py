@@ -55,6 +55,7 @@ def train_reader_command(
     eval_items: int = typer.Option(None, "--eval-items", min=0, help="Held-out items to evaluate on (0: skip)."),
     threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads [default: torch's]."),
     force: bool = typer.Option(False, "--force", help="Retrain even if a reader with these settings is cached."),
+    device: str = typer.Option("cpu", "--device", help="torch device to train on (cpu, cuda, cuda:1, ...)."),
 ) -> None:
     """Train the tiny reader to answer shapes-world MCQs from captions (cached per settings).
 
@@ -96,7 +97,9 @@ def train_reader_command(
             ema.append(loss if not ema else 0.9 * ema[-1] + 0.1 * loss)
             bar.update(task, completed=step, loss=ema[-1])
 
-        result = train_reader_result(out, base=base, settings=settings, threads=threads, progress=on_step, force=force)
+        result = train_reader_result(
+            out, base=base, settings=settings, threads=threads, progress=on_step, force=force, device=device
+        )
     _print_reader_report(console, result)
 
 

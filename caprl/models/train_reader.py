@@ -400,6 +400,7 @@ def train_reader_result(
     threads: int | None = None,
     progress: ProgressFn | None = None,
     force: bool = False,
+    device: str | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """:func:`train_reader`, also saying whether the result came from the cache."""
@@ -417,7 +418,7 @@ def train_reader_result(
             return TrainResult(path=final, cached=True, manifest=manifest)
 
         with _threads(threads):
-            manifest = _train(base_dir, Path(tmp) / "out", s, key, progress)
+            manifest = _train(base_dir, Path(tmp) / "out", s, key, progress, device)
         staged = Path(tmp) / "out"
         if final.exists():
             shutil.rmtree(final)
@@ -433,6 +434,7 @@ def train_reader(
     threads: int | None = None,
     progress: ProgressFn | None = None,
     force: bool = False,
+    device: str | None = None,
     **overrides: Any,
 ) -> Path:
     """Train the tiny reader on shapes-world MCQs and return its directory (cached: trains once per settings).
@@ -445,14 +447,29 @@ def train_reader(
 
     ``base`` is a reader directory (a tiny reader from ``caprl models tiny``) whose tokenizer, config and weights
     are the starting point; by default one is built with ``build_tiny_models(seed=settings.seed)``. Keyword
-    ``overrides`` set fields of :class:`ReaderTrainSettings` (``steps=...``, ``lr=...``).
+    ``overrides`` set fields of :class:`ReaderTrainSettings` (``steps=...``, ``lr=...``). ``device`` (``"cuda"``)
+    trains on an accelerator; it is recorded in the manifest but is not part of the cache key.
     """
     return train_reader_result(
-        out_dir, base=base, settings=settings, threads=threads, progress=progress, force=force, **overrides
+        out_dir,
+        base=base,
+        settings=settings,
+        threads=threads,
+        progress=progress,
+        force=force,
+        device=device,
+        **overrides,
     ).path
 
 
-def _train(base_dir: Path, out: Path, s: ReaderTrainSettings, key: str, progress: ProgressFn | None) -> dict[str, Any]:
+def _train(
+    base_dir: Path,
+    out: Path,
+    s: ReaderTrainSettings,
+    key: str,
+    progress: ProgressFn | None,
+    device: str | None = None,
+) -> dict[str, Any]:
     started, cpu_started = time.perf_counter(), time.process_time()
     torch.set_flush_denormal(True)  # denormals make CPU matmuls crawl once small weights decay towards zero
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -460,7 +477,7 @@ def _train(base_dir: Path, out: Path, s: ReaderTrainSettings, key: str, progress
     pad_id = tokenizer.pad_token_id
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.seed)
-        model = _init_model(base_dir, s)
+        model = _init_model(base_dir, s).to(device or "cpu")
         model.train()
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -480,7 +497,7 @@ def _train(base_dir: Path, out: Path, s: ReaderTrainSettings, key: str, progress
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, s)
             logits = answer_logits(model, batch, pad_id=pad_id)
-            loss = F.cross_entropy(logits, targets(batch, letters))
+            loss = F.cross_entropy(logits, targets(batch, letters).to(logits.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if s.grad_clip:
@@ -513,6 +530,7 @@ def _train(base_dir: Path, out: Path, s: ReaderTrainSettings, key: str, progress
             "heldout_stream": HELDOUT_STREAM,
             "heldout_seed": s.eval_seed,
         },
+        "device": str(model.device),
         "threads": torch.get_num_threads(),
         "train_wall_s": round(train_s, 1),
         "train_cpu_s": round(train_cpu_s, 1),
