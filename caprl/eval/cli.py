@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -206,7 +207,7 @@ def prism_command(
             )
         except (DataMissing, JudgeNotConfigured, StageError) as exc:
             bars.stop()
-            console.print(f"[red]error:[/] {exc}")
+            console.print("[red]error:[/]", escape(str(exc)))
             raise typer.Exit(2) from None
     if report is None:
         console.print(f"stage {stage} done; records are in {out}")

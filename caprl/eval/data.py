@@ -110,8 +110,8 @@ def missing_message(benchmark: str, spec: DataSpec, tried: Sequence[tuple[str, P
     lines.append(f"or point --data {benchmark}=PATH (or ${env_name(benchmark)}) at it.")
     if spec.media_dir:
         lines.append(
-            f"Videos are read from <data path>/{spec.media_dir} unless --media-root {benchmark}=DIR "
-            f"(or ${env_name(benchmark, '_MEDIA')}) says otherwise."
+            f"Media files named in the rows are read from <data path>/{spec.media_dir} unless "
+            f"--media-root {benchmark}=DIR (or ${env_name(benchmark, '_MEDIA')}) says otherwise."
         )
     return "\n".join(lines)
 

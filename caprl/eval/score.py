@@ -136,13 +136,11 @@ def _judge(
     spec = bench.metric.judge
     assert spec is not None
     log = judge_log(cfg, bench.name)
-    if not judge.given:
-        # Verdicts already on disk still count; only new answers need the judge.
-        known = {r.read_id for r in log}
-        if any(p.read.read_id not in known for _, p in pending):
-            raise JudgeNotConfigured(not_configured_message(bench.name, len(pending)))
+    # Verdicts already on disk (under this rubric) still count; only new answers need the judge.
     verdicts = {r.read_id: r for r in log if r.prompt_sha == spec.prompt_sha}
     todo = [p for _, p in pending if p.read.read_id not in verdicts]
+    if todo and not judge.given:
+        raise JudgeNotConfigured(not_configured_message(bench.name, len(todo)))
     if progress:
         progress("judge", bench.name, 0, len(todo))
     if todo:

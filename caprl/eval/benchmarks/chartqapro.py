@@ -17,8 +17,8 @@ from caprl.eval.types import EvalItem
 
 OPEN = (
     "You are given a description of a chart, not the chart itself. Using only the description, answer the question "
-    "about the chart with a single word, number or short phrase; for several answers write a list like "
-    "[answer1, answer2]. For a yes/no or true/false question answer with that word; for a multiple-choice question "
+    "about the chart with a single word, number or short phrase; for several answers write a Python list like "
+    "['answer1', 'answer2']. For a yes/no or true/false question answer with that word; for a multiple-choice question "
     "answer with the option's text."
 )
 
