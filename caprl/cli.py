@@ -9,9 +9,11 @@ from caprl.data.cli import app as data_app
 from caprl.demo import demo_command
 from caprl.eval.cli import app as eval_app
 from caprl.models.cli import app as models_app
+from caprl.plot import plot_command
 from caprl.qa.cli import app as qa_app
 from caprl.reward.cli import app as reward_app
 from caprl.synth.cli import app as synth_app
+from caprl.train.cli import train_command
 
 app = typer.Typer(
     name="caprl",
@@ -37,6 +39,10 @@ app.add_typer(qa_app, name="qa", help="Curate QA: a VLM writes MCQs; keep those 
 app.command("annotate", help="Caption a dataset or image folder at scale: parquet shards, resumable, exports.")(
     annotate_command
 )
+app.command("train", help="GRPO/RLOO-train a captioner with the CapRL reward (TRL; images and videos); resumable.")(
+    train_command
+)
+app.command("plot", help="Draw reward and caption-length curves of a training run to PNG.")(plot_command)
 app.command("demo")(demo_command)
 
 
