@@ -290,3 +290,19 @@ def test_qa_cli_rethreshold_without_a_model(generated, shapes, tmp_path):
     assert summary["lo"] == 1.01 and summary["by_reason"].get("answerable_without_media") is None
     result = CliRunner().invoke(app, ["qa", "filter", "--out", str(out)])
     assert result.exit_code != 0 and "--vlm" in result.output
+
+
+def test_videos_generate_and_filter(tmp_path):
+    from caprl.synth import generate_video_dataset
+
+    data = generate_video_dataset(2, tmp_path / "videos", size=112, progress=False)
+    oracle = ShapesOracle(read_dataset(data), styles=("fenced",))
+    gen = generate_qa(data, oracle, tmp_path / "gen", k=4)
+    assert gen.by_status == {"ok": 2} and gen.questions == 8
+    summary = filter_qa(tmp_path / "gen", oracle, tmp_path / "f")
+    for rec in read_stats(tmp_path / "f"):
+        verdict = decide(rec, 0.75, 0.25)
+        if rec.status == "answered":
+            giveaway = text_answer(rec.mcq.question, rec.mcq.options) is not None
+            assert verdict == ("answerable_without_media" if giveaway else "kept"), rec
+    assert summary.kept > 0 and summary.by_reason["answerable_without_media"] == 2
