@@ -306,3 +306,37 @@ def test_videos_generate_and_filter(tmp_path):
             giveaway = text_answer(rec.mcq.question, rec.mcq.options) is not None
             assert verdict == ("answerable_without_media" if giveaway else "kept"), rec
     assert summary.kept > 0 and summary.by_reason["answerable_without_media"] == 2
+
+
+class _Flaky:
+    """The double, but the server rejects one question while ``down`` (as an overloaded server would)."""
+
+    def __init__(self, oracle: ShapesOracle, question: str) -> None:
+        self.oracle, self.question, self.down = oracle, question, True
+        self.name = oracle.name
+
+    def caption(self, requests, settings=None):
+        from caprl.captioners.base import CaptionerError
+
+        if self.down and any(self.question in r.prompt for r in requests):
+            raise CaptionerError("503 from the server")
+        return self.oracle.caption(requests, settings)
+
+    def generate(self, prompts, **kw):
+        return self.oracle.generate(prompts, **kw)
+
+
+def test_a_failed_question_is_recorded_alone_and_asked_again_on_the_next_run(shapes, tmp_path):
+    ds = read_dataset(shapes)
+    target = next(q for q in ds.samples[1].mcqs if len(q.options) >= 3)
+    vlm = _Flaky(ShapesOracle(ds), target.question)
+    out = tmp_path / "f"
+    first = filter_qa(shapes, vlm, out)
+    errors = [r for r in read_stats(out) if r.status == "error"]
+    assert errors and all(r.mcq.question == target.question and "503" in r.error for r in errors)
+    assert first.by_reason["error"] == len(errors)
+    vlm.down = False
+    second = filter_qa(shapes, vlm, out)
+    assert second.asked_now == len(errors) and "error" not in second.by_reason
+    keys = [r["key"] for r in _lines(out / "stats-r000.jsonl")]
+    assert len(keys) == len(set(keys)) == sum(len(s.mcqs) for s in ds.samples)

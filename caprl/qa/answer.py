@@ -85,12 +85,15 @@ def text_only(captioner: Captioner) -> TextGenerator:
 
         # A VLM generates from text alone when it gets no pixel values; share_prefix off because the custom
         # packed masks of the fast path are for text-only architectures (generate does not use them anyway).
-        return TransformersReader.from_model(
-            captioner.model,
-            captioner.processor.tokenizer,
-            name=f"{captioner.name} (text only)",
-            share_prefix=False,
-        )
+        try:
+            return TransformersReader.from_model(
+                captioner.model,
+                captioner.processor.tokenizer,
+                name=f"{captioner.name} (text only)",
+                share_prefix=False,
+            )
+        except ReaderError as exc:
+            raise TypeError(f"cannot use {captioner.name} without media ({exc}); give a reader for that leg") from None
     if isinstance(captioner, OpenAICaptioner):
         from caprl.readers.openai import OpenAIReader
 

@@ -14,6 +14,9 @@ Output directory::
     OUT/summary.json       how many questions survived and why the others did not
     OUT/run.json           the settings that determine the answers (r, seed, models, checks)
 
+A re-run skips every question with a record, except those whose answering failed (``status="error"``: the model
+or server rejected them), which are asked again.
+
 The statistics are kept so that other thresholds can be tried without asking any model again:
 ``rethreshold(out, hi=..., lo=...)`` (``caprl qa filter --rethreshold``) rewrites the dataset and the summary.
 """
@@ -196,6 +199,10 @@ def filter_qa(
     check_run_config(out, run, allow_change=allow_config_change)
     log = AppendLog(out / f"stats-r{rank:03d}.jsonl", key=lambda r: r["key"])
     log.repair()
+    # A question whose answering failed (model or server error) is asked again; every other record is final.
+    kept_records = [r for r in log.records() if r.get("status") != "error"]
+    if log.path.exists() and sum(1 for _ in log.records()) != len(kept_records):
+        log.rewrite(kept_records)
     done: set[str] = set()
     for each in stats_logs(out):
         done |= each.keys()
