@@ -35,7 +35,7 @@ def generate_command(
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
     k: int = typer.Option(5, "--k", help="Questions per item (CapRL: 5)."),
     n_options: int = typer.Option(4, help="Options per question the prompt asks for."),
-    batch_size: int = typer.Option(8, help="Items per VLM call (openai: requests sent together)."),
+    batch_size: int | None = typer.Option(None, help="Items per VLM call (default: 8; openai 4x concurrency)."),
     concurrency: int = typer.Option(16, help="Requests in flight to an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers VLM (cuda, cpu, ...)."),
     max_new_tokens: int = typer.Option(1024, help="Longest reply in tokens."),
@@ -51,10 +51,13 @@ def generate_command(
 
     Example: caprl qa generate --data data/shapes --vlm Qwen/Qwen2.5-VL-72B-Instruct --out runs/qa-gen
     """
+    from caprl.annotate.cli import default_batch_size
     from caprl.annotate.progress import progress_bar
     from caprl.captioners.base import GenerationSettings
     from caprl.qa.generate import generate_qa
 
+    resolved = backend or ("openai" if vlm.startswith(("http://", "https://")) else "transformers")
+    batch_size = batch_size or default_batch_size(resolved, concurrency)
     captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     try:
