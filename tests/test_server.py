@@ -110,7 +110,8 @@ ITEM_CASES = {
     "duplicate options": (lambda r: r["mcqs"][0].update(options=["a", "A"], gold=0), "mcqs.0.options", "duplicate"),
     "empty question": (lambda r: r["mcqs"][0].update(question=""), "mcqs.0.question", "at least 1"),
     "oversize caption": (lambda r: r.update(caption="x" * 5000), "caption", "more than this server's 4000"),
-    "unknown field": (lambda r: r.update(media={"path": "a.png"}), "media", "not permitted"),
+    "unknown field": (lambda r: r.update(extra={"path": "a.png"}), "extra", "not permitted"),
+    "media on a QA item": (lambda r: r.update(media={"type": "image", "path": "a.png"}), "media", '"mode": "judge"'),
 }
 
 

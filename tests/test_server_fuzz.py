@@ -2,7 +2,9 @@
 never get a 5xx, and every answer must match the documented status codes, content types and schemas.
 
 Bounded: ``MAX_EXAMPLES`` per operation and generation mode, derandomized (the same cases every run), with the
-server's limits set low so that a generated body is cheap to score.
+server's limits set low so that a generated body is cheap to score. The bulk endpoint is fuzzed a second time on a
+service that also holds a (rule-based) VLM judge and a media root, where generated judge items reach media
+decoding and path checks.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     response_schema_conformance,
     status_code_conformance,
 )
+from test_server_support import RuleJudgeCaptioner  # noqa: E402
 
 from caprl.reward.engine import RewardConfig, RewardEngine  # noqa: E402
+from caprl.reward.judge import VLMJudge  # noqa: E402
 from caprl.server.serve import BackgroundServer  # noqa: E402
 from caprl.server.settings import ServerSettings  # noqa: E402
 
@@ -29,18 +33,35 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture(scope="module")
-def service(tiny_models):
+def engine(tiny_models):
     from caprl.readers.transformers import TransformersReader
 
-    engine = RewardEngine(TransformersReader(tiny_models.reader), RewardConfig(seed=0))
-    limits = ServerSettings(max_request_items=4, max_pending=64, max_caption_chars=400, max_questions_per_item=8)
-    with BackgroundServer(engine, limits) as srv:
+    return RewardEngine(TransformersReader(tiny_models.reader), RewardConfig(seed=0))
+
+
+LIMITS = dict(max_request_items=4, max_pending=64, max_caption_chars=400, max_questions_per_item=8)
+
+
+@pytest.fixture(scope="module")
+def service(engine):
+    with BackgroundServer(engine, ServerSettings(**LIMITS)) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def api_schema(service):
     return schemathesis.openapi.from_url(service.url + "/openapi.json")
+
+
+@pytest.fixture(scope="module")
+def judge_schema(engine, tmp_path_factory):
+    from caprl.synth.samples import make_image_sample
+
+    root = tmp_path_factory.mktemp("fuzz_media")
+    (root / "string").write_bytes(make_image_sample(0, size=56)[1])  # a name generators come up with
+    limits = ServerSettings(**LIMITS, media_root=root, max_judge_frames=4)
+    with BackgroundServer(engine, limits, judge=VLMJudge(RuleJudgeCaptioner(), retries=0)) as srv:
+        yield schemathesis.openapi.from_url(srv.url + "/openapi.json")
 
 
 # GET operations take no input, so they have no invalid cases to generate.
@@ -54,10 +75,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=[f"{m} {p} {g.value}" for m, p, g in CASES])
-def test_no_5xx_and_answers_match_the_schema(api_schema, method, path, mode):
-    operation = api_schema[path][method]
-    examples = MAX_EXAMPLES if method == "POST" else 3
+def _fuzz(schema, method: str, path: str, mode: GenerationMode, examples: int) -> None:
+    operation = schema[path][method]
 
     # Schemathesis's own pytest loader does not run under this pytest; hypothesis drives its strategies directly.
     @given(case=operation.as_strategy(generation_mode=mode))
@@ -68,3 +87,13 @@ def test_no_5xx_and_answers_match_the_schema(api_schema, method, path, mode):
         case.call_and_validate(checks=CHECKS)
 
     fuzz()
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=[f"{m} {p} {g.value}" for m, p, g in CASES])
+def test_no_5xx_and_answers_match_the_schema(api_schema, method, path, mode):
+    _fuzz(api_schema, method, path, mode, MAX_EXAMPLES if method == "POST" else 3)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda g: g.value)
+def test_judge_service_no_5xx(judge_schema, mode):
+    _fuzz(judge_schema, "POST", "/v1/rewards", mode, MAX_EXAMPLES)

@@ -1,10 +1,16 @@
-"""Helpers shared by the reward-service tests (no tests here): items, CapRL bodies, a reader that can be held."""
+"""Helpers shared by the reward-service tests (no tests here): items, CapRL bodies, a reader that can be held, a
+rule-based judge."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 
+import numpy as np
+
+from caprl.captioners.base import CaptionRequest, GenerationSettings
+from caprl.data.media import VideoFrames
 from caprl.readers.base import LetterQuery, LetterScores, Messages
 from caprl.reward.engine import RewardItem
 from caprl.synth import make_image_sample
@@ -53,3 +59,34 @@ class HeldReader:
     def generate(self, prompts: Sequence[Messages], **kwargs) -> list[str]:
         self._check(prompts)
         return self.inner.generate(prompts, **kwargs)
+
+
+NOJSON = "NOJSON"
+
+
+class RuleJudgeCaptioner:
+    """A deterministic judge double (implements the Captioner protocol): its scores follow from the media's pixels
+    and the prompt; a caption holding ``NOJSON`` gets an answer with no JSON in it."""
+
+    name = "rules:judge"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def caption(self, requests: Sequence[CaptionRequest], settings: GenerationSettings | None = None):
+        self.calls.append(len(requests))
+        out = []
+        for r in requests:
+            if NOJSON in r.prompt:
+                out.append(["I would rather describe the weather."])
+                continue
+            pixels = r.media.frames if isinstance(r.media, VideoFrames) else np.asarray(r.media)
+            scores = {
+                "factuality": int(pixels.astype(np.float64).mean()) % 11,
+                "coverage": len(r.prompt) % 11,
+                "hallucination": int(pixels[..., 0].std()) % 11,
+            }
+            if isinstance(r.media, VideoFrames):
+                scores["temporal_alignment"] = (len(r.media) * 3) % 11
+            out.append([f"```json\n{json.dumps(scores)}\n```"])
+        return out

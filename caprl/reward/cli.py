@@ -93,7 +93,11 @@ def score_command(
 
 @app.command("serve")
 def serve_command(
-    reader: str = typer.Option(..., "--reader", help="Reader model id/path, or an OpenAI-compatible server URL."),
+    reader: str | None = typer.Option(
+        None,
+        "--reader",
+        help="Reader model id/path, or an OpenAI-compatible server URL (QA items; optional with --judge).",
+    ),
     backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --reader)."),
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers reader (cuda, cuda:1, cpu; default: best)."),
@@ -122,12 +126,36 @@ def serve_command(
     max_caption_chars: int = typer.Option(100_000, help="Longest caption in characters; beyond it: 422."),
     shutdown_timeout: float = typer.Option(30.0, help="Seconds in-flight requests get to finish on SIGTERM."),
     log_level: str = typer.Option("info", help="critical | error | warning | info | debug."),
+    judge: str | None = typer.Option(
+        None, "--judge", help="VLM judge model id/path, or an OpenAI-compatible server URL: scores judge items."
+    ),
+    judge_backend: str | None = typer.Option(
+        None, help="Judge backend: transformers | openai | vllm (default: from --judge)."
+    ),
+    judge_model: str | None = typer.Option(
+        None, help="Model name to request from the judge's OpenAI-compatible server."
+    ),
+    judge_device: str | None = typer.Option(None, help="Device of a transformers judge (default: best)."),
+    judge_retries: int = typer.Option(2, min=0, help="Judge retries of an answer without valid scores."),
+    judge_max_new_tokens: int = typer.Option(256, min=1, help="Most tokens of one judge answer."),
+    judge_max_batch: int = typer.Option(8, min=1, help="Judge items per judge call (coalesced like the reader's)."),
+    judge_max_pending: int = typer.Option(512, min=1, help="Judge items in flight; beyond it: 503 + Retry-After."),
+    media_root: Path | None = typer.Option(
+        None,
+        exists=True,
+        file_okay=False,
+        dir_okay=True,
+        help="Directory judge items' media paths are read from (paths leading outside it are refused); without it "
+        "only inline base64 images are taken.",
+    ),  # fmt: skip
+    max_judge_frames: int = typer.Option(64, min=1, help="Most frames of one video the judge sees."),
 ) -> None:
-    """Serve the reward over HTTP: one reader, batched across every client.
+    """Serve the reward over HTTP: one reader (and/or a VLM judge), batched across every client.
 
     POST /v1/rewards   many items per request; each item's reward and its parts
+                       (judge items: "mode": "judge" with media, scored by --judge)
     POST /get_reward   the CapRL body, answered with {"rewards": \\[...]}
-    GET  /health       200 once the reader is loaded, 503 before and while draining
+    GET  /health       200 once every model is loaded, 503 before and while draining
     GET  /metrics      Prometheus metrics
     GET  /docs         the API and its schemas (/openapi.json)
 
@@ -136,12 +164,25 @@ def serve_command(
     the requests in flight before the server exits.
 
     Example: caprl reward serve --reader Qwen/Qwen2.5-3B-Instruct --host 0.0.0.0 --api-key-env CAPRL_KEY
+
+    With a judge: caprl reward serve --reader R --judge Qwen/Qwen2.5-VL-7B-Instruct --media-root /data/media
     """
     from caprl.readers import load_reader
     from caprl.reward.engine import RewardConfig, RewardEngine
     from caprl.server.parse import check_config
     from caprl.server.serve import serve
     from caprl.server.settings import ServerSettings
+
+    if reader is None and judge is None:
+        raise typer.BadParameter("give --reader (QA items), --judge (judge items), or both", param_hint="--reader")
+    if judge is not None:
+        from caprl.annotate.backends import BACKENDS
+
+        resolved = judge_backend or ("openai" if judge.startswith(("http://", "https://")) else "transformers")
+        if resolved not in BACKENDS:
+            raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--judge-backend")
+        if judge_model and resolved == "transformers":
+            raise typer.BadParameter("names the model on a judge server (--judge URL)", param_hint="--judge-model")
 
     api_key = None
     if api_key_env:
@@ -168,12 +209,17 @@ def serve_command(
             max_body_bytes=int(max_body_mb * 2**20),
             max_caption_chars=max_caption_chars,
             api_key=api_key,
+            media_root=media_root,
+            judge_max_batch=judge_max_batch,
+            judge_max_pending=judge_max_pending,
+            max_judge_frames=max_judge_frames,
         )
         check_config(config, settings)
     except ValueError as exc:  # pydantic's ValidationError included
         raise typer.BadParameter(str(exc)) from None
 
     def build_engine() -> RewardEngine:
+        assert reader is not None
         kwargs: dict = {"model": model} if model else {}
         is_url = reader.startswith(("http://", "https://"))
         if device and (backend or ("openai" if is_url else "transformers")) == "transformers":
@@ -182,10 +228,34 @@ def serve_command(
             load_reader(reader, backend=backend, **kwargs), config, count_tokens=_token_counter(length_tokenizer)
         )
 
+    def build_judge():
+        from caprl.annotate.backends import load_captioner
+        from caprl.captioners.base import GenerationSettings
+        from caprl.reward.judge import VLMJudge
+
+        assert judge is not None
+        kwargs: dict = {"model": judge_model} if judge_model else {}
+        if judge_device and resolved == "transformers":
+            kwargs["device"] = judge_device
+        captioner = load_captioner(judge, backend=judge_backend, **kwargs)
+        decoding = GenerationSettings(max_new_tokens=judge_max_new_tokens, temperature=0.0, seed=seed)
+        return VLMJudge(captioner, retries=judge_retries, settings=decoding)
+
+    models = ", ".join(
+        part for part in (reader and f"reader {reader}, mode {mode}", judge and f"judge {judge}") if part
+    )
     console.print(
-        f"[bold]caprl reward service[/] on http://{host}:{port} (reader {reader}, mode {mode}); "
-        "GET /health turns 200 once the reader is loaded"
+        f"[bold]caprl reward service[/] on http://{host}:{port} ({models}); "
+        "GET /health turns 200 once every model is loaded"
     )
     raise typer.Exit(
-        serve(build_engine, settings, host=host, port=port, log_level=log_level, shutdown_timeout=shutdown_timeout)
+        serve(
+            build_engine if reader is not None else None,
+            settings,
+            judge=build_judge if judge is not None else None,
+            host=host,
+            port=port,
+            log_level=log_level,
+            shutdown_timeout=shutdown_timeout,
+        )
     )

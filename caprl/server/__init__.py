@@ -1,7 +1,8 @@
-"""The reward service: one reward engine behind HTTP, and its client.
+"""The reward service: one reward engine (and/or a VLM judge) behind HTTP, and its client.
 
 - ``caprl.server.app.create_app`` — the FastAPI app (bulk ``/v1/rewards``, CapRL ``/get_reward``, ``/health``,
   ``/metrics``); ``caprl.server.serve`` runs it (``caprl reward serve`` on the command line);
+- ``caprl.server.judging`` — judge items: media checked under the media root, loaded, scored by the VLM judge;
 - ``caprl.server.client`` — ``AsyncRewardClient`` / ``RewardClient`` for trainers: several servers, retries;
 - ``caprl.server.batcher`` — coalescing requests into engine batches with bounded in-flight work;
 - ``caprl.server.parse`` — request bodies to engine items, each bad item named by index and field.
@@ -16,9 +17,12 @@ from caprl.server.client import (
     RewardServiceError,
     RewardServiceUnavailable,
 )
+from caprl.server.protocol import JudgeItemInput, JudgeRewardResult
 
 __all__ = [
     "AsyncRewardClient",
+    "JudgeItemInput",
+    "JudgeRewardResult",
     "RewardClient",
     "RewardRequestError",
     "RewardServiceError",

@@ -1,18 +1,22 @@
-"""The FastAPI app of the reward service: one reward engine behind a bulk endpoint and the CapRL endpoint.
+"""The FastAPI app of the reward service: a reward engine (and/or a VLM judge) behind a bulk endpoint and the
+CapRL endpoint.
 
 Endpoints (all documented in ``/openapi.json``, browsable at ``/docs``):
 
-- ``POST /v1/rewards`` — many items per request; one result per item (reward and its parts), in request order;
+- ``POST /v1/rewards`` — many items per request; one result per item (reward and its parts), in request order.
+  QA items (caption + MCQs) go to the reader; judge items (``"mode": "judge"``, caption + media) to the VLM judge;
 - ``POST /get_reward`` — the CapRL reference body and answer (``{"rewards": [...]}``);
-- ``GET /health`` — 200 only when the reader is loaded; 503 while loading, after a failed load, while draining;
+- ``GET /health`` — 200 only when every model is loaded; 503 while loading, after a failed load, while draining;
 - ``GET /metrics`` — Prometheus text format.
 
 Status codes: 400 body not JSON, 401 missing/wrong bearer token, 413 body or item count too large, 422 invalid
 request or items (each error names the item index and field; the valid items are still scored and returned),
-500 the engine failed on some items (with the reason), 503 not ready / draining / overloaded (with Retry-After).
-A non-200 answer to a parsed request carries the rewards of every item that was scored, null elsewhere.
+500 the engine or the judge failed on some items (with the reason), 503 not ready / draining / overloaded (with
+Retry-After). A non-200 answer to a parsed request carries the rewards of every item that was scored, null
+elsewhere.
 
 >>> app = create_app(RewardEngine(reader), ServerSettings(max_batch=32))     # doctest: +SKIP
+>>> app = create_app(engine, settings, judge=VLMJudge(captioner))            # doctest: +SKIP
 >>> uvicorn.run(app, port=18889)                                            # doctest: +SKIP
 """
 
@@ -32,13 +36,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic.json_schema import models_json_schema
 
 import caprl
-from caprl.reward.engine import RewardConfig, RewardEngine, RewardResult
+from caprl.reward.engine import RewardConfig, RewardEngine, RewardItem, RewardResult
+from caprl.reward.judge import JudgeResult, VLMJudge
 from caprl.server.batcher import Coalescer, Outcome, Overloaded, ShuttingDown
+from caprl.server.judging import JUDGE_KEY, JudgeJob, JudgeRunner, MediaProblem, judge_reward_result
 from caprl.server.metrics import ServiceMetrics
 from caprl.server.parse import (
     ParsedRequest,
     RequestError,
     check_config,
+    item_error,
     load_json,
     parse_get_reward_request,
     parse_rewards_request,
@@ -50,6 +57,7 @@ from caprl.server.protocol import (
     GetRewardResponse,
     HealthResponse,
     ItemError,
+    JudgeRewardResult,
     RewardsRequest,
     RewardsResponse,
 )
@@ -58,53 +66,110 @@ from caprl.server.settings import ServerSettings
 log = logging.getLogger("caprl.server")
 
 EngineSource = RewardEngine | Callable[[], RewardEngine]
+JudgeSource = VLMJudge | Callable[[], VLMJudge]
 _ENDPOINTS = frozenset({"/v1/rewards", "/get_reward", "/health", "/metrics"})
 _MAX_ENGINES = 32  # engines for per-request option sets (cheap: they share the reader)
 _THREAD_PARSE_BYTES = 256 * 1024  # larger bodies are decoded off the event loop, which keeps serving meanwhile
+_JUDGE_ONLY_CONFIG = RewardConfig()  # validates a judge-only server's request options; QA items are refused there
 _ERROR_KIND = {400: "bad_json", 401: "unauthorized", 413: "too_large", 422: "invalid_request", 503: "not_ready"}
 
 
 class ServiceState:
-    """The engine (once loaded), the engines for per-request options, the coalescer, and the service status."""
+    """The models (once loaded: the reader's engine, the judge), the engines for per-request options, the
+    coalescers (one per model), and the service status."""
 
-    def __init__(self, source: EngineSource, settings: ServerSettings, metrics: ServiceMetrics):
-        self.source, self.settings, self.metrics = source, settings, metrics
+    def __init__(
+        self,
+        source: EngineSource | None,
+        settings: ServerSettings,
+        metrics: ServiceMetrics,
+        judge: JudgeSource | None = None,
+    ):
+        if source is None and judge is None:
+            raise ValueError("the service needs a reader engine, a judge, or both")
+        self.source, self.judge_source, self.settings, self.metrics = source, judge, settings, metrics
         self.status: Literal["loading", "ready", "failed", "draining"] = "loading"
         self.detail: str | None = None
         self.engine: RewardEngine | None = None
+        self.judge: JudgeRunner | None = None
         self.coalescer: Coalescer | None = None
+        self.judge_coalescer: Coalescer | None = None
         self.on_load_failure: Callable[[BaseException], None] | None = None
         self._engines: OrderedDict[str, RewardEngine] = OrderedDict()
         self._load_task: asyncio.Task[None] | None = None
 
+    @property
+    def has_reader(self) -> bool:
+        return self.source is not None
+
+    @property
+    def has_judge(self) -> bool:
+        return self.judge_source is not None
+
+    @property
+    def pending(self) -> int:
+        return sum(c.pending for c in (self.coalescer, self.judge_coalescer) if c is not None)
+
     async def start(self) -> None:
         s = self.settings
-        self.coalescer = Coalescer(
-            max_batch=s.max_batch, max_wait=s.max_wait_ms / 1000, max_pending=s.max_pending, metrics=self.metrics
-        )
-        self.coalescer.start()
+        wait = s.max_wait_ms / 1000
+        if self.has_reader:
+            self.coalescer = Coalescer(
+                max_batch=s.max_batch, max_wait=wait, max_pending=s.max_pending, metrics=self.metrics.qa_batches
+            )
+            self.coalescer.start()
+        if self.has_judge:
+            self.judge_coalescer = Coalescer(
+                max_batch=s.judge_max_batch, max_wait=wait, max_pending=s.judge_max_pending,
+                metrics=self.metrics.judge_batches,
+            )  # fmt: skip
+            self.judge_coalescer.start()
         if isinstance(self.source, RewardEngine):
-            self._ready(self.source)
+            self._set_engine(self.source)
+        if isinstance(self.judge_source, VLMJudge):
+            self._set_judge(self.judge_source)
+        if self._loaded():
+            self._ready()
         else:
             # Loading runs in the background so /health can say "loading" instead of the port being closed.
-            self._load_task = asyncio.get_running_loop().create_task(self._load(self.source))
+            self._load_task = asyncio.get_running_loop().create_task(self._load())
 
-    async def _load(self, factory: Callable[[], RewardEngine]) -> None:
-        started = time.perf_counter()
-        try:
-            engine = await asyncio.to_thread(factory)
-            self._ready(engine)
-        except Exception as exc:
-            self.status, self.detail = "failed", f"the reader failed to load: {type(exc).__name__}: {exc}"
-            log.error("%s", self.detail, exc_info=exc)
-            if self.on_load_failure is not None:
-                self.on_load_failure(exc)
-            return
-        log.info("reader %s ready in %.1f s", engine.reader.name, time.perf_counter() - started)
+    def _loaded(self) -> bool:
+        return (self.engine is not None or not self.has_reader) and (self.judge is not None or not self.has_judge)
 
-    def _ready(self, engine: RewardEngine) -> None:
+    async def _load(self) -> None:
+        # One model after the other: two loads at once would contend for the same disk and device memory.
+        for what in ("reader", "judge"):
+            source = self.source if what == "reader" else self.judge_source
+            if source is None or isinstance(source, (RewardEngine, VLMJudge)):
+                continue
+            started = time.perf_counter()
+            try:
+                model = await asyncio.to_thread(source)
+                if what == "reader":
+                    self._set_engine(model)  # type: ignore[arg-type]
+                else:
+                    self._set_judge(model)  # type: ignore[arg-type]
+            except Exception as exc:
+                self.status, self.detail = "failed", f"the {what} failed to load: {type(exc).__name__}: {exc}"
+                log.error("%s", self.detail, exc_info=exc)
+                if self.on_load_failure is not None:
+                    self.on_load_failure(exc)
+                return
+            name = self.engine.reader.name if what == "reader" else self.judge.name  # type: ignore[union-attr]
+            log.info("%s %s ready in %.1f s", what, name, time.perf_counter() - started)
+        self._ready()
+
+    def _set_engine(self, engine: RewardEngine) -> None:
         check_config(engine.config, self.settings)  # a server started with a config it would refuse is a bug
         self.engine = engine
+
+    def _set_judge(self, judge: VLMJudge) -> None:
+        if not isinstance(judge, VLMJudge):
+            raise TypeError(f"the judge factory returned {type(judge).__name__}, not a VLMJudge")
+        self.judge = JudgeRunner(judge)
+
+    def _ready(self) -> None:
         if self.status == "loading":
             self.status, self.detail = "ready", None
             self.metrics.ready.set(1)
@@ -114,16 +179,20 @@ class ServiceState:
         self.metrics.ready.set(0)
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()  # the loading thread itself runs on, but nothing waits for it
-        if self.coalescer is not None:
-            await self.coalescer.close()
+        for coalescer in (self.coalescer, self.judge_coalescer):
+            if coalescer is not None:
+                await coalescer.close()
 
-    def gate(self) -> RewardEngine:
-        """The engine, or a 503 saying why there is none to use now."""
-        if self.status == "ready" and self.engine is not None:
-            return self.engine
+    def gate(self) -> None:
+        """Return when the service takes work; else a 503 saying why not."""
+        if self.status == "ready":
+            return
         if self.status == "loading":
             retry = str(self.settings.load_retry_after_s)
-            raise RequestError(503, "the reader is still loading; retry shortly", headers={"Retry-After": retry})
+            what = (
+                "the reader is" if not self.has_judge else "the judge is" if not self.has_reader else "the models are"
+            )
+            raise RequestError(503, f"{what} still loading; retry shortly", headers={"Retry-After": retry})
         if self.status == "draining":
             raise RequestError(503, "the service is shutting down", headers={"Retry-After": "1"})
         raise RequestError(503, self.detail or "the service is not ready")
@@ -147,20 +216,32 @@ class ServiceState:
     async def score(self, parsed: ParsedRequest) -> list[Outcome | None]:
         """Per request item: its result, the exception that took it, or None (invalid, see ``parsed.errors``)."""
         out: list[Outcome | None] = [None] * len(parsed.items)
-        valid = parsed.valid
-        if not valid:
-            return out
-        key, engine = self.engine_for(parsed.config)
-        assert self.coalescer is not None
+        qa = [(i, it) for i, it in parsed.valid if isinstance(it, RewardItem)]
+        judged = [(i, it) for i, it in parsed.valid if isinstance(it, JudgeJob)]
+        calls = []
         try:
-            outcomes = await self.coalescer.score(key, engine, [it for _, it in valid])
+            # Both checked before either is queued, so an overloaded judge does not leave reader work behind.
+            if qa:
+                assert self.coalescer is not None
+                self.coalescer.check_admission(len(qa))
+            if judged:
+                assert self.judge_coalescer is not None
+                self.judge_coalescer.check_admission(len(judged))
+            if qa:
+                key, engine = self.engine_for(parsed.config)
+                calls.append(self.coalescer.score(key, engine, [it for _, it in qa]))  # type: ignore[union-attr]
+            if judged:
+                runner = self.judge
+                calls.append(self.judge_coalescer.score(JUDGE_KEY, runner, [it for _, it in judged]))  # type: ignore
+            parts = await asyncio.gather(*calls)
         except Overloaded as exc:
             headers = {"Retry-After": str(exc.retry_after)}
             raise RequestError(503, str(exc), headers=headers, kind="overloaded") from None
         except ShuttingDown as exc:
             raise RequestError(503, str(exc), headers={"Retry-After": "1"}) from None
-        for (i, _), outcome in zip(valid, outcomes, strict=True):
-            out[i] = outcome
+        for group, outcomes in zip([g for g in (qa, judged) if g], parts, strict=True):
+            for (i, _), outcome in zip(group, outcomes, strict=True):
+                out[i] = outcome
         return out
 
 
@@ -202,17 +283,21 @@ def _error_responses(model: type, *codes: int) -> dict[int | str, dict[str, Any]
         401: "Missing or wrong bearer token.",
         413: "The body, or its number of items, is larger than this server takes.",
         422: "The request, or some of its items, is invalid; the valid items are scored and returned.",
-        500: "The engine failed on some items; the reason is given, the other items are returned.",
+        500: "The engine or the judge failed on some items; the reason is given, the other items are returned.",
         503: "Not ready, draining, or overloaded; see Retry-After.",
     }
     return {code: {"model": model, "description": what[code]} for code in codes}
 
 
-def create_app(source: EngineSource, settings: ServerSettings | None = None) -> FastAPI:
-    """The service for ``source``: a ready engine, or a function that builds one (called in a thread at start)."""
+def create_app(
+    source: EngineSource | None, settings: ServerSettings | None = None, *, judge: JudgeSource | None = None
+) -> FastAPI:
+    """The service for ``source`` (the reader's engine) and/or ``judge`` (the VLM judge for judge items): each a
+    ready object, or a function that builds one (called in a thread at start). ``source`` None: judge items only.
+    """
     settings = settings or ServerSettings()
     metrics = ServiceMetrics()
-    state = ServiceState(source, settings, metrics)
+    state = ServiceState(source, settings, metrics, judge)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -225,7 +310,8 @@ def create_app(source: EngineSource, settings: ServerSettings | None = None) -> 
     app = FastAPI(
         title="caprl reward service",
         version=caprl.__version__,
-        summary="Caption rewards: how well a text-only reader answers each item's MCQs from the caption.",
+        summary="Caption rewards: how well a text-only reader answers each item's MCQs from the caption, or a VLM "
+        "judge's scores of the caption against the media.",
         description=__doc__.split(">>>")[0] if __doc__ else None,
         lifespan=lifespan,
     )
@@ -261,43 +347,81 @@ def create_app(source: EngineSource, settings: ServerSettings | None = None) -> 
 
     guarded = [Depends(_authorize)] if key else []
 
-    async def _parse(request: Request, parse: Callable[..., ParsedRequest]) -> ParsedRequest:
-        engine = state.gate()
+    async def _parse(request: Request, parse: Callable[..., ParsedRequest], **kwargs: Any) -> ParsedRequest:
+        state.gate()
+        engine = state.engine
+        config = engine.config if engine is not None else _JUDGE_ONLY_CONFIG
+        can_count = engine is not None and engine.count_tokens is not None
         body = await read_body(request, settings.max_body_bytes)
 
         def decode() -> ParsedRequest:
-            return parse(load_json(body), engine.config, settings, can_count_tokens=engine.count_tokens is not None)
+            return parse(load_json(body), config, settings, can_count_tokens=can_count, **kwargs)
 
         parsed = await asyncio.to_thread(decode) if len(body) > _THREAD_PARSE_BYTES else decode()
         if parsed.errors:
             metrics.items.labels("invalid").inc(len(parsed.errors))
             metrics.errors.labels("invalid_item").inc(len(parsed.errors))
+            judged = sum(e.index is not None and parsed.mode(e.index) == "judge" for e in parsed.errors)
+            if judged:
+                metrics.judge_items.labels("invalid").inc(judged)
         return parsed
 
     def _collect(parsed: ParsedRequest, outcomes: list[Outcome | None], kind: str) -> list[ItemError]:
         errors = list(parsed.errors)
         failures: set[int] = set()
+        engine_failed = judge_failed = 0
         for i, outcome in enumerate(outcomes):
-            if isinstance(outcome, BaseException):
-                item = parsed.items[i]
+            item = parsed.items[i]
+            item_id = item.id if item is not None else None
+            where = f"{kind} {i}" + (f" (id {item_id!r})" if item_id is not None else "")
+            if isinstance(outcome, MediaProblem):  # media that passed parsing but could not be decoded
+                errors.append(item_error(kind, i, item_id, outcome))
+                metrics.items.labels("invalid").inc()
+                metrics.judge_items.labels("invalid").inc()
+                metrics.errors.labels("invalid_item").inc()
+            elif isinstance(outcome, BaseException):
+                judged = isinstance(item, JudgeJob)
+                what = "the judge" if judged else "the engine"
                 errors.append(
                     ItemError(
-                        index=i, id=item.id if item else None, status=500,
-                        message=f"{kind} {i}: the engine failed: {type(outcome).__name__}: {outcome}",
+                        index=i, id=item_id, status=500,
+                        message=f"{where}: {what} failed: {type(outcome).__name__}: {outcome}",
                     )
                 )  # fmt: skip
+                if judged:
+                    judge_failed += 1
+                else:
+                    engine_failed += 1
                 if id(outcome) not in failures:
                     failures.add(id(outcome))
-                    log.error("engine failure: %s", outcome, exc_info=outcome)
+                    log.error("%s failure: %s", what.removeprefix("the "), outcome, exc_info=outcome)
             elif isinstance(outcome, RewardResult):
                 metrics.items.labels("scored").inc()
                 metrics.questions.inc(len(outcome.questions))
                 if outcome.parse_failures:
                     metrics.parse_failures.inc(outcome.parse_failures)
-        failed = sum(e.status >= 500 for e in errors)
-        if failed:
-            metrics.items.labels("failed").inc(failed)
-            metrics.errors.labels("engine").inc(failed)
+            elif isinstance(outcome, JudgeResult):
+                if outcome.errors:
+                    metrics.judge_parse_failures.inc(len(outcome.errors))
+                if outcome.ok:
+                    metrics.items.labels("scored").inc()
+                    metrics.judge_items.labels("scored").inc()
+                else:
+                    # No valid scores after every retry (or the judge call failed): an error, never a made-up reward.
+                    errors.append(
+                        ItemError(
+                            index=i, id=item_id, status=500, raw=list(outcome.raw) or None,
+                            message=f"{where}: the judge gave no score: {outcome.error}",
+                        )
+                    )  # fmt: skip
+                    judge_failed += 1
+        if engine_failed or judge_failed:
+            metrics.items.labels("failed").inc(engine_failed + judge_failed)
+        if engine_failed:
+            metrics.errors.labels("engine").inc(engine_failed)
+        if judge_failed:
+            metrics.judge_items.labels("failed").inc(judge_failed)
+            metrics.errors.labels("judge").inc(judge_failed)
         errors.sort(key=lambda e: e.index if e.index is not None else -1)
         return errors
 
@@ -312,15 +436,26 @@ def create_app(source: EngineSource, settings: ServerSettings | None = None) -> 
         responses={200: {"model": RewardsResponse}, **_error_responses(ErrorResponse, 400, 401, 413, 422, 500, 503)},
     )
     async def rewards(request: Request) -> Response:
-        """One result per item, in request order: the reward, the mean per-question score (``qa``), accuracy,
-        optional length/timestamp terms, and per question the shown option order, the chosen letter and the
-        reader's letter probabilities. ``options`` overrides the server's reward config for this request."""
-        parsed = await _parse(request, parse_rewards_request)
+        """One result per item, in request order.
+
+        QA items: the reward, the mean per-question score (``qa``), accuracy, optional length/timestamp terms,
+        and per question the shown option order, the chosen letter and the reader's letter probabilities.
+        ``options`` overrides the server's reward config for this request.
+
+        Judge items (``"mode": "judge"`` and ``media``; a server started with ``--judge``): the fused judge score
+        as the reward, the per-dimension scores (0-10), the attempts and every raw answer. A judge that gives no
+        valid scores after its retries fails the item (500, with the reason and its answers)."""
+        parsed = await _parse(request, parse_rewards_request, has_reader=state.has_reader, has_judge=state.has_judge)
         outcomes = await state.score(parsed)
         errors = _collect(parsed, outcomes, "item")
-        results = [o if isinstance(o, RewardResult) else None for o in outcomes]
-        if not parsed.include_questions:
-            results = [None if r is None else r.model_copy(update={"questions": []}) for r in results]
+        results: list[RewardResult | JudgeRewardResult | None] = []
+        for o in outcomes:
+            if isinstance(o, RewardResult):
+                results.append(o if parsed.include_questions else o.model_copy(update={"questions": []}))
+            elif isinstance(o, JudgeResult) and o.ok:
+                results.append(judge_reward_result(o))
+            else:
+                results.append(None)
         if not errors:
             return _json(RewardsResponse(results=results))  # type: ignore[arg-type]
         status = max(e.status for e in errors)
@@ -341,6 +476,11 @@ def create_app(source: EngineSource, settings: ServerSettings | None = None) -> 
         """The CapRL reference endpoint: ``{"prompts": [[caption, [[question_with_options, gold_letter], ...]],
         ...]}`` in, ``{"rewards": [...]}`` out, scored with the server's reward config. Unlike the reference, a
         prompt that cannot be scored is an error naming it (its reward is null), never a silent 0.0."""
+        if not state.has_reader:
+            raise RequestError(
+                422, "this server has no reader (it serves the VLM judge only); /get_reward needs one: use a server "
+                "started with --reader, or send judge items to /v1/rewards", kind="invalid_request",
+            )  # fmt: skip
         parsed = await _parse(request, parse_get_reward_request)
         outcomes = await state.score(parsed)
         errors = _collect(parsed, outcomes, "prompt")
@@ -358,15 +498,16 @@ def create_app(source: EngineSource, settings: ServerSettings | None = None) -> 
         responses={200: {"model": HealthResponse}, 503: {"model": HealthResponse, "description": "Not ready."}},
     )
     async def health() -> Response:
-        """200 when the reader is loaded and work is taken; 503 while loading, after a failed load, or while
-        shutting down."""
+        """200 when every model the server was started with (the reader, the judge) is loaded and work is taken;
+        503 while loading, after a failed load, or while shutting down."""
         engine = state.engine
         body = HealthResponse(
             status=state.status,
             detail=state.detail,
             reader=engine.reader.name if engine else None,
+            judge=state.judge.name if state.judge else None,
             config=engine.config if engine else None,
-            pending_items=state.coalescer.pending if state.coalescer else 0,
+            pending_items=state.pending,
         )
         return _json(body, 200 if state.status == "ready" else 503)
 

@@ -7,7 +7,8 @@ while it ran is the next batch. Admission is bounded by ``max_pending`` items: b
 service answers 503 with Retry-After) instead of a queue that grows without limit.
 
 One worker thread: the engine is CPU/GPU bound and the transformers reader is not thread safe; a second thread
-would only contend for the same device.
+would only contend for the same device. The VLM judge has a coalescer (and worker thread) of its own, so judge
+items never wait behind reader batches or the other way round.
 """
 
 from __future__ import annotations
@@ -18,12 +19,21 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from caprl.readers.base import ReaderError
-from caprl.reward.engine import RewardEngine, RewardItem, RewardResult
-from caprl.server.metrics import ServiceMetrics
+from caprl.reward.engine import RewardResult
+from caprl.reward.judge import JudgeResult
+from caprl.server.metrics import BatchMetrics
 
-Outcome = RewardResult | BaseException
+Outcome = RewardResult | JudgeResult | BaseException
+"""Per item: its result, or the exception that took it (``score`` may also return exceptions as values)."""
+
+
+class Scorer(Protocol):
+    """What a coalescer runs: a ``RewardEngine``, or the judge's runner."""
+
+    def score(self, items: Sequence[Any]) -> Sequence[Any]: ...
 
 
 class Overloaded(Exception):
@@ -41,8 +51,8 @@ class ShuttingDown(Exception):
 @dataclass(eq=False)
 class _Job:
     key: str
-    engine: RewardEngine
-    items: list[RewardItem]
+    engine: Scorer
+    items: list[Any]
     future: asyncio.Future[list[Outcome]]
     enqueued: float
     results: list[Outcome | None] = field(init=False)
@@ -57,7 +67,7 @@ class _Job:
 _SPLIT_BUDGET = 32
 
 
-def _score_or_split(engine: RewardEngine, items: Sequence[RewardItem], budget: list[int]) -> list[Outcome]:
+def _score_or_split(engine: Scorer, items: Sequence[Any], budget: list[int]) -> list[Outcome]:
     try:
         return list(engine.score(items))
     except ReaderError as exc:
@@ -74,7 +84,7 @@ def _score_or_split(engine: RewardEngine, items: Sequence[RewardItem], budget: l
         return _score_or_split(engine, items[:mid], budget) + _score_or_split(engine, items[mid:], budget)
 
 
-def _score_groups(engine: RewardEngine, groups: Sequence[Sequence[RewardItem]]) -> list[list[Outcome]]:
+def _score_groups(engine: Scorer, groups: Sequence[Sequence[Any]]) -> list[list[Outcome]]:
     """Score the groups (one per request) in one engine call; per item, its result or what failed it."""
     flat = _score_or_split(engine, [it for g in groups for it in g], [_SPLIT_BUDGET])
     out, start = [], 0
@@ -88,7 +98,7 @@ class Coalescer:
     """Queue, batch and run scoring work; see the module docstring."""
 
     def __init__(
-        self, *, max_batch: int, max_wait: float, max_pending: int, metrics: ServiceMetrics | None = None
+        self, *, max_batch: int, max_wait: float, max_pending: int, metrics: BatchMetrics | None = None
     ) -> None:
         self.max_batch, self.max_wait, self.max_pending = max_batch, max_wait, max_pending
         self.metrics = metrics
@@ -111,19 +121,23 @@ class Coalescer:
             return 1
         return int(min(60, max(1, math.ceil(self.pending / self._items_per_s))))
 
-    async def score(self, key: str, engine: RewardEngine, items: list[RewardItem]) -> list[Outcome]:
-        """Results (or the exception that took them) for ``items``, in order; ``key`` names ``engine``'s config."""
+    def check_admission(self, n: int) -> None:
+        """Raise ``ShuttingDown`` or ``Overloaded`` when ``n`` more items would not be admitted now."""
         if self._closing:
             raise ShuttingDown("the service is shutting down")
-        if not items:
-            return []
-        n = len(items)
         # An empty service admits any request (requests are capped below max_pending by the settings).
-        if self.pending and self.pending + n > self.max_pending:
+        if n and self.pending and self.pending + n > self.max_pending:
             raise Overloaded(
                 f"overloaded: {self.pending} items in flight, {n} more would pass the limit of {self.max_pending}",
                 self.retry_after(),
             )
+
+    async def score(self, key: str, engine: Scorer, items: list[Any]) -> list[Outcome]:
+        """Results (or the exception that took them) for ``items``, in order; ``key`` names ``engine``'s config."""
+        self.check_admission(len(items))
+        if not items:
+            return []
+        n = len(items)
         loop = asyncio.get_running_loop()
         job = _Job(key, engine, items, loop.create_future(), loop.time())
         self._queue.append(job)

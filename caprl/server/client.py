@@ -11,8 +11,13 @@
   ``RewardRequestError`` when a server answered but did not score every item (4xx: invalid request or items;
   500: the engine failed) — with the per-item errors and the rewards of the items that were scored.
 
+- **Judge items** (servers started with ``--judge``): ``JudgeItemInput`` objects (``JudgeItemInput.image(caption,
+  pil_image)``, ``JudgeItemInput.video(caption, "clips/a.mp4")``) or dicts with ``"mode": "judge"`` and ``media``
+  are sent as they are, mixed freely with QA items; their results are ``JudgeRewardResult``.
+
 >>> client = RewardClient(["http://10.0.0.5:18889", "http://10.0.0.6:18889"])    # doctest: +SKIP
 >>> client.score([RewardItem(caption=c, mcqs=sample.mcqs)])[0].reward             # doctest: +SKIP
+>>> client.score([JudgeItemInput.image(c, image)])[0].scores                      # doctest: +SKIP
 >>> client.get_reward([[caption, [["What colour?\\nA) red\\nB) blue", "B"]]]])    # doctest: +SKIP
 [0.5]
 """
@@ -29,10 +34,11 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from caprl.http import RetryPolicy, excerpt, parse_retry_after
-from caprl.reward.engine import RewardItem, RewardResult
-from caprl.server.protocol import ItemError
+from caprl.reward.engine import RewardItem
+from caprl.server.protocol import ItemError, ItemResult, result_from_json
 
 T = TypeVar("T")
 
@@ -65,15 +71,15 @@ class RewardRequestError(RewardServiceError):
         *,
         status: int,
         errors: list[ItemError],
-        results: list[RewardResult | None] | None = None,
+        results: list[ItemResult | None] | None = None,
         rewards: list[float | None] | None = None,
     ):
         super().__init__(message)
         self.status, self.errors, self.results, self.rewards = status, errors, results, rewards
 
 
-def _item_json(item: RewardItem | Mapping[str, Any]) -> Any:
-    if isinstance(item, RewardItem):
+def _item_json(item: RewardItem | BaseModel | Mapping[str, Any]) -> Any:
+    if isinstance(item, BaseModel):  # RewardItem, JudgeItemInput, ItemInput
         return item.model_dump(mode="json", exclude_none=True)
     return item
 
@@ -127,22 +133,23 @@ class AsyncRewardClient:
 
     async def score(
         self,
-        items: Sequence[RewardItem | Mapping[str, Any]],
+        items: Sequence[RewardItem | BaseModel | Mapping[str, Any]],
         *,
         options: Mapping[str, Any] | None = None,
         include_questions: bool = True,
-    ) -> list[RewardResult]:
-        """Rewards (with their parts) for ``items``, in order. ``options`` overrides the server's reward config
+    ) -> list[ItemResult]:
+        """Rewards (with their parts) for ``items``, in order: a ``RewardResult`` per QA item, a
+        ``JudgeRewardResult`` per judge item. ``options`` overrides the server's reward config for the QA items
         (any ``RewardConfig`` field, e.g. ``{"mode": "soft", "seed": 7}``)."""
         payload = [_item_json(it) for it in items]
         spans = [(s, min(s + self.chunk_size, len(payload))) for s in range(0, len(payload), self.chunk_size)]
 
-        async def chunk(start: int, end: int) -> list[RewardResult]:
+        async def chunk(start: int, end: int) -> list[ItemResult]:
             body: dict[str, Any] = {"items": payload[start:end], "include_questions": include_questions}
             if options:
                 body["options"] = dict(options)
             data = await self._post("/v1/rewards", body, offset=start)
-            return [RewardResult.model_validate(r) for r in data["results"]]
+            return [result_from_json(r) for r in data["results"]]
 
         parts = await asyncio.gather(*(chunk(s, e) for s, e in spans), return_exceptions=True)
         return self._join(parts, spans, len(payload), key="results")  # type: ignore[return-value]
@@ -293,9 +300,7 @@ class AsyncRewardClient:
             f"POST {url}: HTTP {response.status_code}: {data.get('detail', '')}",
             status=response.status_code,
             errors=errors,
-            results=None
-            if results is None
-            else [None if r is None else RewardResult.model_validate(r) for r in results],
+            results=None if results is None else [None if r is None else result_from_json(r) for r in results],
             rewards=data.get("rewards"),
         )
 
@@ -379,11 +384,11 @@ class RewardClient:
 
     def score(
         self,
-        items: Sequence[RewardItem | Mapping[str, Any]],
+        items: Sequence[RewardItem | BaseModel | Mapping[str, Any]],
         *,
         options: Mapping[str, Any] | None = None,
         include_questions: bool = True,
-    ) -> list[RewardResult]:
+    ) -> list[ItemResult]:
         return self._loop.run(self._async.score(items, options=options, include_questions=include_questions))
 
     def get_reward(self, prompts: Sequence[Any]) -> list[float]:

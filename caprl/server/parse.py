@@ -4,6 +4,10 @@ The bodies are validated by hand rather than by FastAPI, because one bad item mu
 rewards: the envelope (``items``, ``options``) is checked first and refuses the whole request; then each item
 on its own. Everything the engine would raise on is caught here, so an item that passes is one the engine can
 score (engine failures are then the reader's, reported as 5xx).
+
+Judge items (``"mode": "judge"``) are checked the same way, their media included as far as it can be without
+decoding it: base64 is decoded, paths are resolved under the server's media root and must name a file. Decoding
+happens in the judge's worker (see ``caprl.server.judging``).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from pydantic import ValidationError
 
 from caprl.data.importers import split_question_options
 from caprl.reward.engine import RewardConfig, RewardItem
-from caprl.schema import MAX_OPTIONS, MCQ
-from caprl.server.protocol import ItemError, ItemInput, RewardOptions
+from caprl.reward.judge import JUDGE_SAMPLING
+from caprl.schema import MAX_OPTIONS, MCQ, FrameSampling
+from caprl.server.judging import JudgeJob, MediaProblem, decode_base64, resolve_media_path
+from caprl.server.protocol import ItemError, ItemInput, JudgeItemInput, RewardOptions
 from caprl.server.settings import ServerSettings
 
 _MIN_TEMPERATURE = 1e-3  # below it the sampled letter's softmax underflows to NaN
@@ -46,19 +52,24 @@ class RequestError(Exception):
 
 @dataclass
 class ParsedRequest:
-    """What the engine gets: the effective config and the items that passed (None where ``errors`` say why)."""
+    """What the engine and the judge get: the effective config and the items that passed (None where ``errors``
+    say why): ``RewardItem`` for the reader, ``JudgeJob`` for the judge. ``modes`` is each item's mode as asked."""
 
     config: RewardConfig
-    items: list[RewardItem | None]
+    items: list[RewardItem | JudgeJob | None]
     errors: list[ItemError] = field(default_factory=list)
     include_questions: bool = True
+    modes: list[str] = field(default_factory=list)
 
     @property
-    def valid(self) -> list[tuple[int, RewardItem]]:
+    def valid(self) -> list[tuple[int, RewardItem | JudgeJob]]:
         return [(i, it) for i, it in enumerate(self.items) if it is not None]
 
+    def mode(self, index: int) -> str:
+        return self.modes[index] if index < len(self.modes) else "qa"
 
-_UNION_TAGS = frozenset({"int", "str", "bool", "float", "list", "dict", "none"})
+
+_UNION_TAGS = frozenset({"int", "str", "bool", "float", "list", "dict", "none", "image", "video"})  # + media tags
 
 
 def _first_error(exc: ValidationError) -> tuple[str | None, str]:
@@ -77,7 +88,7 @@ class _ItemProblem(Exception):
         self.field, self.reason, self.status = field, reason, status
 
 
-def _item_error(kind: str, index: int, item_id: str | None, problem: _ItemProblem) -> ItemError:
+def item_error(kind: str, index: int, item_id: str | None, problem: _ItemProblem | MediaProblem) -> ItemError:
     where = f"{kind} {index}" + (f" (id {item_id!r})" if item_id is not None else "")
     if problem.field:
         where += f", field {problem.field!r}"
@@ -200,6 +211,8 @@ def _check_item(
 class _Context:
     settings: ServerSettings
     can_count_tokens: bool
+    has_reader: bool = True
+    has_judge: bool = False
     caption_field: str = "caption"
     mcqs_field: str = "mcqs"
     option_template: str = "mcqs.{j}.options"
@@ -230,29 +243,53 @@ def _envelope(data: Any, allowed: set[str], required: str, settings: ServerSetti
 
 
 def parse_rewards_request(
-    data: Any, base: RewardConfig, settings: ServerSettings, *, can_count_tokens: bool
+    data: Any,
+    base: RewardConfig,
+    settings: ServerSettings,
+    *,
+    can_count_tokens: bool,
+    has_reader: bool = True,
+    has_judge: bool = False,
 ) -> ParsedRequest:
-    """``POST /v1/rewards``: see ``caprl.server.protocol.RewardsRequest``."""
+    """``POST /v1/rewards``: see ``caprl.server.protocol.RewardsRequest``. ``has_reader`` / ``has_judge``: which
+    models this server holds (an item for a model it does not hold is refused, naming its ``mode``)."""
     rows = _envelope(data, {"items", "options", "include_questions"}, "items", settings)
     include = data.get("include_questions", True)
     if not isinstance(include, bool):
         raise RequestError(422, "field 'include_questions': must be true or false", field="include_questions")
     config = effective_config(data.get("options"), base, settings)
-    ctx = _Context(settings, can_count_tokens)
+    ctx = _Context(settings, can_count_tokens, has_reader=has_reader, has_judge=has_judge)
     out = ParsedRequest(config, [], include_questions=include)
     for i, raw in enumerate(rows):
         rid = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        mode = raw.get("mode") if isinstance(raw, dict) else None
+        out.modes.append("judge" if mode == "judge" else "qa")
         try:
-            item = _rewards_item(raw, config, ctx)
-        except _ItemProblem as problem:
+            item = _judge_item(raw, ctx) if mode == "judge" else _rewards_item(raw, config, ctx)
+        except (_ItemProblem, MediaProblem) as problem:
             out.items.append(None)
-            out.errors.append(_item_error("item", i, rid, problem))
+            out.errors.append(item_error("item", i, rid, problem))
         else:
             out.items.append(item)
     return out
 
 
+_MODES = "must be 'qa' (the MCQ reward; the default) or 'judge' (the VLM judge; needs 'media')"
+
+
 def _rewards_item(raw: Any, config: RewardConfig, ctx: _Context) -> RewardItem:
+    if isinstance(raw, dict):
+        if "mode" in raw and raw["mode"] != "qa":
+            raise _ItemProblem("mode", f"{raw['mode']!r}: {_MODES}")
+        if "media" in raw:
+            raise _ItemProblem(
+                "media", 'only judge items take media (the QA reward reads the caption alone); send "mode": "judge"'
+            )
+    if not ctx.has_reader:
+        raise _ItemProblem(
+            "mode", "this server has no reader (it serves the VLM judge only): send judge items "
+            '({"mode": "judge", "caption", "media"}), or use a server started with --reader',
+        )  # fmt: skip
     try:
         given = ItemInput.model_validate(raw)
     except ValidationError as exc:
@@ -263,6 +300,59 @@ def _rewards_item(raw: Any, config: RewardConfig, ctx: _Context) -> RewardItem:
     _check_item(given.caption, mcqs, given.caption_tokens, config, ctx)
     return RewardItem(
         caption=given.caption, mcqs=mcqs, modality=given.modality, id=given.id, caption_tokens=given.caption_tokens
+    )
+
+
+# ---------------------------------------------------------------------------------------------- judge items
+
+
+def _judge_item(raw: dict[str, Any], ctx: _Context) -> JudgeJob:
+    if not ctx.has_judge:
+        raise _ItemProblem(
+            "mode", "this server has no VLM judge loaded; start it with --judge MODEL to score judge items"
+        )
+    if "mcqs" in raw or "caption_tokens" in raw:
+        name = "mcqs" if "mcqs" in raw else "caption_tokens"
+        raise _ItemProblem(name, "not used by the judge, which scores the caption against the media; leave it out")
+    media = raw.get("media")
+    if isinstance(media, dict) and "type" not in media:
+        raise _ItemProblem("media.type", "required: 'image' or 'video'")
+    try:
+        given = JudgeItemInput.model_validate(raw)
+    except ValidationError as exc:
+        raise _ItemProblem(*_first_error(exc)) from None
+    media, settings = given.media, ctx.settings
+    if given.modality is not None and given.modality != media.type:
+        raise _ItemProblem("modality", f"{given.modality!r} does not match the media's type {media.type!r}")
+    if len(given.caption) > settings.max_caption_chars:
+        raise _ItemProblem(
+            "caption",
+            f"caption has {len(given.caption)} characters, more than this server's {settings.max_caption_chars}",
+        )
+    if media.type == "image":
+        if media.data is not None:
+            return JudgeJob(given.caption, "image", given.id, data=decode_base64(media.data))
+        assert media.path is not None
+        resolve_media_path(media.path, settings.media_root)
+        return JudgeJob(given.caption, "image", given.id, path=media.path, root=settings.media_root)
+    resolve_media_path(media.path, settings.media_root)
+    return JudgeJob(
+        given.caption, "video", given.id, path=media.path, root=settings.media_root,
+        sampling=_sampling(media.sampling, settings.max_judge_frames),
+    )  # fmt: skip
+
+
+def _sampling(given: Any, limit: int) -> FrameSampling:
+    """The item's frame sampling (default: the judge's 2 fps), ``max_frames`` defaulting to and bounded by
+    ``limit``."""
+    if given is None:
+        return JUDGE_SAMPLING.model_copy(update={"max_frames": limit})
+    for name in ("max_frames", "num_frames"):
+        value = getattr(given, name)
+        if value is not None and value > limit:
+            raise _ItemProblem(f"media.sampling.{name}", f"{value} frames, more than this server's {limit}")
+    return FrameSampling(
+        fps=given.fps, num_frames=given.num_frames, max_frames=given.max_frames if given.max_frames else limit
     )
 
 
@@ -287,7 +377,7 @@ def parse_get_reward_request(
             item = _caprl_item(raw, config, ctx)
         except _ItemProblem as problem:
             out.items.append(None)
-            out.errors.append(_item_error("prompt", i, None, problem))
+            out.errors.append(item_error("prompt", i, None, problem))
         else:
             out.items.append(item)
     return out

@@ -5,6 +5,7 @@ production.
 
 >>> with ServiceProcess("models/reader", ["--mode", "soft"]) as svc:      # doctest: +SKIP
 ...     RewardClient(svc.url).score(items)
+>>> judge_only = ServiceProcess(None, ["--judge", "models/vlm", "--media-root", "data"])   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ServiceProcess:
-    """One ``caprl reward serve --reader READER ARGS`` child on ``host:port`` (a free port by default)."""
+    """One ``caprl reward serve --reader READER ARGS`` child on ``host:port`` (a free port by default); ``reader``
+    None leaves ``--reader`` out (then ``args`` give ``--judge``)."""
 
     def __init__(
         self,
-        reader: str | Path,
+        reader: str | Path | None,
         args: Sequence[str] = (),
         *,
         host: str = "127.0.0.1",
@@ -40,7 +42,7 @@ class ServiceProcess:
         env: Mapping[str, str] | None = None,
         log_path: str | Path | None = None,
     ):
-        self.reader, self.args, self.host = str(reader), list(args), host
+        self.reader, self.args, self.host = None if reader is None else str(reader), list(args), host
         self.port = port or free_port(host)
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path else None
@@ -51,7 +53,8 @@ class ServiceProcess:
         return f"http://{self.host}:{self.port}"
 
     def start(self, *, wait: bool = True, timeout: float = 180.0) -> ServiceProcess:
-        cmd = [sys.executable, "-m", "caprl.cli", "reward", "serve", "--reader", self.reader]
+        cmd = [sys.executable, "-m", "caprl.cli", "reward", "serve"]
+        cmd += ["--reader", self.reader] if self.reader is not None else []
         cmd += ["--host", self.host, "--port", str(self.port), "--log-level", "warning", *self.args]
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:

@@ -3,17 +3,26 @@
 Input models are strict (no ``"3"`` for an int, no ``true`` for a gold index): a trainer that sends the wrong type
 has a bug, and guessing hides it. MCQs accept the forms our importers accept (bare or labelled options; the gold
 answer as an index, a letter or the option text), so verl ground truths can be sent as they are.
+
+Two kinds of item share the bulk endpoint, told apart by their ``mode``: ``"qa"`` (the default; a caption and its
+MCQs, scored by the text-only reader) and ``"judge"`` (a caption and its media, scored by the VLM judge).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import base64
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from caprl.reward.engine import RewardConfig, RewardResult
 from caprl.schema import MAX_OPTIONS
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 _STRICT = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 _OUT = ConfigDict(use_attribute_docstrings=True)
@@ -43,6 +52,113 @@ class ItemInput(BaseModel):
     id: str | None = None
     caption_tokens: int | None = Field(default=None, ge=0)
     """Caption length in policy tokens, for the length term (else the server counts, if it can)."""
+    mode: Literal["qa"] = "qa"
+    """``"qa"``: the MCQ reward (the default). ``"judge"`` items are ``JudgeItemInput``."""
+
+
+MAX_SAMPLING_FPS = 120.0
+
+
+class FrameSamplingInput(BaseModel):
+    """How frames are taken from a judged video: ``fps`` per second or ``num_frames`` evenly spaced (not both),
+    at most ``max_frames`` (default and upper bound: the server's ``--max-judge-frames``). Default: 2 per second,
+    as the reference judge."""
+
+    model_config = _STRICT
+
+    fps: float | None = Field(default=None, gt=0, le=MAX_SAMPLING_FPS)
+    num_frames: int | None = Field(default=None, gt=0)
+    max_frames: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> FrameSamplingInput:
+        if self.fps is not None and self.num_frames is not None:
+            raise ValueError("give fps or num_frames, not both")
+        return self
+
+
+class ImageMediaInput(BaseModel):
+    """An image for the judge: the encoded file (PNG, JPEG, ...) as base64 in ``data``, or a ``path`` relative to
+    the server's ``--media-root``; exactly one of them."""
+
+    model_config = _STRICT
+
+    type: Literal["image"]
+    data: str | None = None
+    """Base64 of the encoded image file (a ``data:image/...;base64,`` prefix is allowed)."""
+    path: str | None = None
+    """Relative to the server's ``--media-root``; a path that leads outside it is refused."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImageMediaInput:
+        if self.data is None and self.path is None:
+            raise ValueError("an image needs base64 'data' or a 'path' under the server's media root")
+        if self.data is not None and self.path is not None:
+            raise ValueError("give the image as base64 'data' or as a 'path', not both")
+        return self
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ImageMediaInput:
+        """An image sent inline: ``data`` is the encoded file."""
+        return cls(type="image", data=base64.b64encode(data).decode("ascii"))
+
+    @classmethod
+    def from_image(cls, image: Image.Image, fmt: str = "PNG") -> ImageMediaInput:
+        """A PIL image sent inline, encoded as ``fmt`` (PNG by default: lossless, so the judge sees these pixels)."""
+        buf = io.BytesIO()
+        image.save(buf, format=fmt)
+        return cls.from_bytes(buf.getvalue())
+
+
+class VideoMediaInput(BaseModel):
+    """A video for the judge: a ``path`` relative to the server's ``--media-root``, and how frames are taken."""
+
+    model_config = _STRICT
+
+    type: Literal["video"]
+    path: str = Field(min_length=1)
+    """Relative to the server's ``--media-root``; a path that leads outside it is refused."""
+    sampling: FrameSamplingInput | None = None
+
+
+class JudgeItemInput(BaseModel):
+    """One caption for the VLM judge and the media it describes (a server started with ``--judge``)."""
+
+    model_config = _STRICT
+
+    mode: Literal["judge"]
+    caption: str
+    media: ImageMediaInput | VideoMediaInput = Field(discriminator="type")
+    id: str | None = None
+    modality: Literal["image", "video"] | None = None
+    """Optional; when given it must match ``media.type``."""
+
+    @classmethod
+    def image(cls, caption: str, image: Image.Image | bytes | str | Path, *, id: str | None = None) -> JudgeItemInput:
+        """A judge item for an image: a PIL image or encoded bytes (sent inline), or a ``str``/``Path`` relative to
+        the server's media root (sent as a path)."""
+        if isinstance(image, bytes):
+            media = ImageMediaInput.from_bytes(image)
+        elif isinstance(image, (str, Path)):
+            media = ImageMediaInput(type="image", path=str(image))
+        else:
+            media = ImageMediaInput.from_image(image)
+        return cls(mode="judge", caption=caption, media=media, id=id)
+
+    @classmethod
+    def video(
+        cls,
+        caption: str,
+        path: str | Path,
+        *,
+        sampling: FrameSamplingInput | dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> JudgeItemInput:
+        """A judge item for a video at ``path`` relative to the server's media root."""
+        if isinstance(sampling, dict):
+            sampling = FrameSamplingInput.model_validate(sampling)
+        media = VideoMediaInput(type="video", path=str(path), sampling=sampling)
+        return cls(mode="judge", caption=caption, media=media, id=id)
 
 
 def _optional(field: FieldInfo) -> tuple[Any, FieldInfo]:
@@ -64,10 +180,44 @@ class RewardsRequest(BaseModel):
 
     model_config = _STRICT
 
-    items: list[ItemInput]
+    items: list[ItemInput | JudgeItemInput]
+    """QA items (``mode`` ``"qa"`` or left out) and judge items (``mode`` ``"judge"``), mixed freely."""
     options: RewardOptions | None = None  # type: ignore[valid-type]
+    """Overrides of the QA reward config (the judge is configured on the server)."""
     include_questions: bool = True
     """False drops the per-question parts from the answer (smaller bodies for trainers that want only rewards)."""
+
+
+class JudgeRewardResult(BaseModel):
+    """The VLM judge's verdict on a judge item: the fused score is the reward; its parts are the per-dimension
+    scores, the attempts and every raw answer."""
+
+    model_config = _OUT
+
+    mode: Literal["judge"] = "judge"
+    id: str | None = None
+    reward: float
+    """Fused score in [0, 1]: the weighted mean of the dimension scores, over 10."""
+    modality: Literal["image", "video"]
+    scores: dict[str, float]
+    """Per dimension, 0-10, higher is better: factuality, temporal_alignment (videos only), coverage,
+    hallucination (10 = nothing invented)."""
+    attempts: int
+    """Judge calls made for this item (retries after unparseable answers included)."""
+    raw: list[str]
+    """Every answer the judge gave, in order (the last one is the one scored)."""
+    rejected: list[str] = Field(default_factory=list)
+    """Why each earlier answer was rejected."""
+
+
+ItemResult = RewardResult | JudgeRewardResult
+
+
+def result_from_json(data: Any) -> ItemResult:
+    """A result of ``POST /v1/rewards`` as its model: ``JudgeRewardResult`` for judge items, else ``RewardResult``."""
+    if isinstance(data, dict) and data.get("mode") == "judge":
+        return JudgeRewardResult.model_validate(data)
+    return RewardResult.model_validate(data)
 
 
 class ItemError(BaseModel):
@@ -82,12 +232,14 @@ class ItemError(BaseModel):
     """Where in the item (``mcqs.0.gold``), or in the body for request-level errors."""
     status: int
     message: str
+    raw: list[str] | None = None
+    """A judge item the judge failed on: every answer it gave (none had valid scores)."""
 
 
 class RewardsResponse(BaseModel):
     """Every item scored: one result per item, in request order."""
 
-    results: list[RewardResult]
+    results: list[RewardResult | JudgeRewardResult]
 
 
 class ErrorResponse(BaseModel):
@@ -99,7 +251,7 @@ class ErrorResponse(BaseModel):
 
     detail: str
     errors: list[ItemError] = Field(default_factory=list)
-    results: list[RewardResult | None] | None = None
+    results: list[RewardResult | JudgeRewardResult | None] | None = None
 
 
 # The CapRL reference body: [caption, [[question_with_options, gold_letter], ...]] per prompt.
@@ -128,12 +280,14 @@ class GetRewardErrorResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    """``GET /health``: 200 only when the reader is loaded and the service takes work."""
+    """``GET /health``: 200 only when every model the server was started with (the reader, the judge) is loaded
+    and the service takes work."""
 
     model_config = _OUT
 
     status: Literal["loading", "ready", "failed", "draining"]
     detail: str | None = None
     reader: str | None = None
+    judge: str | None = None
     config: RewardConfig | None = None
     pending_items: int = 0

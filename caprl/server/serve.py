@@ -15,7 +15,7 @@ from types import FrameType
 
 import uvicorn
 
-from caprl.server.app import EngineSource, ServiceState, create_app
+from caprl.server.app import EngineSource, JudgeSource, ServiceState, create_app
 from caprl.server.settings import ServerSettings
 
 
@@ -48,17 +48,19 @@ def _config(app: object, host: str, port: int, log_level: str, shutdown_timeout:
 
 
 def serve(
-    source: EngineSource,
+    source: EngineSource | None,
     settings: ServerSettings | None = None,
     *,
+    judge: JudgeSource | None = None,
     host: str = "127.0.0.1",
     port: int = 18889,
     log_level: str = "info",
     shutdown_timeout: float = 30.0,
 ) -> int:
-    """Serve until SIGTERM/SIGINT. Returns 0, or 1 when the reader failed to load (the server then exits)."""
+    """Serve until SIGTERM/SIGINT. Returns 0, or 1 when the reader or the judge failed to load (the server then
+    exits)."""
     _log_to_stderr(log_level)
-    app = create_app(source, settings)
+    app = create_app(source, settings, judge=judge)
     state: ServiceState = app.state.service
     server = _Server(_config(app, host, port, log_level, shutdown_timeout), state)
     failed: list[BaseException] = []
@@ -91,15 +93,16 @@ class BackgroundServer:
 
     def __init__(
         self,
-        source: EngineSource,
+        source: EngineSource | None,
         settings: ServerSettings | None = None,
         *,
+        judge: JudgeSource | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         shutdown_timeout: float = 10.0,
         log_level: str = "warning",
     ):
-        self.app = create_app(source, settings)
+        self.app = create_app(source, settings, judge=judge)
         self.state: ServiceState = self.app.state.service
         self.host, self.port = host, port
         self._server = _Server(_config(self.app, host, port, log_level, shutdown_timeout), self.state)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class ServerSettings(BaseModel):
@@ -27,6 +29,25 @@ class ServerSettings(BaseModel):
     api_key: SecretStr | None = None
     """When set, every endpoint but /health and the docs needs ``Authorization: Bearer <key>``."""
     load_retry_after_s: int = Field(default=5, ge=1)
+    media_root: Path | None = None
+    """Directory that judge items' media paths are read from (resolved, symlinks followed); a path that leads
+    outside it is refused. None: no paths at all, only images sent inline as base64."""
+    judge_max_batch: int = Field(default=8, ge=1)
+    """Judge items per judge call (judge requests are coalesced apart from the reader's)."""
+    judge_max_pending: int = Field(default=512, ge=1)
+    """Judge items admitted and not yet answered; beyond it requests with judge items get 503 + Retry-After."""
+    max_judge_frames: int = Field(default=64, ge=1)
+    """Most frames the judge sees of one video: the default ``max_frames`` of an item's sampling, and its bound."""
+
+    @field_validator("media_root")
+    @classmethod
+    def _root_is_a_directory(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return None
+        root = Path(v).expanduser().resolve()
+        if not root.is_dir():
+            raise ValueError(f"media_root {str(v)!r} is not a directory")
+        return root
 
     @model_validator(mode="after")
     def _request_fits(self) -> ServerSettings:
