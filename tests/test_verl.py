@@ -1,0 +1,272 @@
+"""The verl adapter (``caprl.verl.reward.compute_score``) against a live reward service on loopback.
+
+verl calls ``compute_score`` once per sample, concurrently; the adapter batches those calls into bulk requests.
+Checked here: the rewards equal the service's bulk endpoint for the same captions (rows exported by
+``caprl data export --to verl``, with both label styles), calls are coalesced, and every failure raises.
+
+Opt-in: with ``CAPRL_VERL_PYTHON`` pointing at a Python that has verl (it pins transformers < 5.11, so it cannot
+share our environment), the adapter is loaded and run by verl's own reward loop (``RewardLoopWorker`` with the
+``naive`` reward manager, ``reward.custom_reward_function.path=pkg://caprl.verl.reward``). A recipe that works on
+these machines (300 MB; torch and the rest come from the project's .venv through a .pth file):
+``python3.11 -m venv /tmp/venv-verl && echo $PWD/.venv/lib/python3.11/site-packages >
+/tmp/venv-verl/lib/python3.11/site-packages/zz-main.pth && /tmp/venv-verl/bin/pip install verl==0.9.1
+"transformers>=5.5.3,<5.11,!=5.6.0" hydra-core codetiming "tensordict>=0.8,<=0.10,!=0.9.0" torchdata pylatexenc
+--no-deps``, then ``CAPRL_VERL_PYTHON=/tmp/venv-verl/bin/python pytest tests/test_verl.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from caprl.reward.engine import RewardEngine, RewardItem
+from caprl.server import RewardClient, RewardRequestError, RewardServiceUnavailable
+from caprl.server.serve import BackgroundServer
+from caprl.verl.reward import (
+    _settings,
+    batcher_for,
+    compute_score,
+    mcqs_from_ground_truth,
+    modality_of,
+    score_batch,
+)
+
+OPTIONS = {"mode": "soft", "seed": 3, "timestamp_weight": 0.2}
+
+
+@pytest.fixture(scope="module")
+def reader(tiny_models):
+    from caprl.readers import load_reader
+
+    return load_reader(str(tiny_models.reader))
+
+
+@pytest.fixture(scope="module")
+def service(reader):
+    with BackgroundServer(RewardEngine(reader)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    """verl-style samples from exported shapes-world rows: images with "A) x" choices, videos rewritten to CapRL's
+    video style "A. x"; three captions per row (terse, detailed, exhaustive)."""
+    from caprl.data.export import export_verl
+    from caprl.synth import generate_image_dataset, generate_video_dataset
+
+    root = tmp_path_factory.mktemp("verl")
+    rows = []
+    for make, n in ((generate_image_dataset, 2), (generate_video_dataset, 1)):
+        ds = make(n, root / make.__name__, seed=5, progress=False)
+        out = export_verl(ds, root / f"{make.__name__}.parquet")
+        rows += pq.read_table(out.path).to_pylist()
+    out = []
+    for row in rows:
+        gt = row["reward_model"]["ground_truth"]
+        if row["data_source"] == "video_caption_rl":
+            gt = [{**q, "choices": [c.replace(") ", ". ", 1) for c in q["choices"]]} for q in gt]
+            assert gt[0]["choices"][0].startswith("A. ")
+        # verl hands parquet columns over as numpy object arrays
+        gt = np.array(gt, dtype=object)
+        refs = json.loads(row["extra_info"]["references"])
+        for level in ("terse", "detailed", "exhaustive"):
+            out.append(
+                {
+                    "data_source": row["data_source"],
+                    "solution_str": refs[level],
+                    "ground_truth": gt,
+                    "extra_info": row["extra_info"],
+                }
+            )
+    return out
+
+
+def _bulk(url: str, samples, options=OPTIONS) -> list:
+    items = [
+        RewardItem(
+            caption=s["solution_str"],
+            mcqs=mcqs_from_ground_truth(s["ground_truth"]),
+            modality="video" if s["data_source"] == "video_caption_rl" else "image",
+        )
+        for s in samples
+    ]
+    with RewardClient(url) as client:
+        return client.score(items, options=options)
+
+
+def test_ground_truth_in_both_label_styles_and_modality():
+    a = mcqs_from_ground_truth([{"question": "Colour?", "choices": ["A) red", "B) blue"], "answer": "B"}])
+    b = mcqs_from_ground_truth(
+        np.array([{"question": "Colour?", "choices": np.array(["A. red", "B. blue"]), "answer": "B"}])
+    )
+    c = mcqs_from_ground_truth(json.dumps([{"question": "Colour?", "choices": ["red", "blue"], "answer": "blue"}]))
+    assert a == b == c and a[0].options == ["red", "blue"] and a[0].gold == 1
+    assert modality_of("video_caption_rl", None) == "video" and modality_of("image_caption_rl", {}) == "image"
+    assert modality_of("whatever", {"media": json.dumps({"type": "video", "path": "x.mp4"})}) == "video"
+    with pytest.raises(ValueError, match=r"ground_truth\[0\].*outside"):
+        mcqs_from_ground_truth([{"question": "Q?", "choices": ["A) x", "B) y"], "answer": "E"}])
+    with pytest.raises(ValueError, match="missing"):
+        mcqs_from_ground_truth([{"choices": ["A) x", "B) y"], "answer": "A"}])
+    with pytest.raises(ValueError, match="non-empty"):
+        mcqs_from_ground_truth([])
+
+
+def test_same_rewards_as_the_bulk_endpoint_in_one_request(service, samples):
+    settings = _settings({"urls": [service.url], **OPTIONS})
+
+    async def run():
+        outs = await asyncio.gather(
+            *(
+                compute_score(
+                    s["data_source"],
+                    s["solution_str"],
+                    s["ground_truth"],
+                    s["extra_info"],
+                    urls=[service.url],
+                    **OPTIONS,
+                )  # fmt: skip
+                for s in samples
+            )
+        )
+        batcher = batcher_for(settings)
+        await batcher.client.aclose()
+        return outs, batcher.requests
+
+    outs, requests = asyncio.run(run())
+    want = _bulk(service.url, samples)
+    assert requests == 1, "concurrent calls should go out as one bulk request"
+    assert [o["score"] for o in outs] == [w.reward for w in want]
+    assert [o["acc"] for o in outs] == [w.accuracy for w in want]
+    video = [o for o, s in zip(outs, samples, strict=True) if s["data_source"] == "video_caption_rl"]
+    assert video and all("timestamp" in o for o in video)
+    assert len({round(o["score"], 6) for o in outs}) > 3  # different captions, different rewards
+    # the sync helper takes the same path; the server's own defaults apply when no option is given
+    plain = score_batch(samples[:4], urls=[service.url])
+    assert [o["score"] for o in plain] == [w.reward for w in _bulk(service.url, samples[:4], options=None)]
+
+
+def test_a_sample_the_engine_fails_on_raises_and_the_others_are_scored(reader, samples):
+    class Boom:
+        name = "boom"
+
+        def score_letters(self, queries):
+            if any("BOOM" in str(q.messages) for q in queries):
+                raise RuntimeError("reader blew up")
+            return reader.score_letters(queries)
+
+        def generate(self, *a, **k):
+            raise NotImplementedError
+
+    bad = dict(samples[1], solution_str="BOOM " + samples[1]["solution_str"])
+    batch = [samples[0], bad, samples[2]]
+    with BackgroundServer(RewardEngine(Boom())) as srv:
+
+        async def run():
+            return await asyncio.gather(
+                *(
+                    compute_score(
+                        s["data_source"],
+                        s["solution_str"],
+                        s["ground_truth"],
+                        s["extra_info"],
+                        urls=[srv.url],
+                        max_retries=0,
+                    )
+                    for s in batch
+                ),  # fmt: skip
+                return_exceptions=True,
+            )
+
+        outs = asyncio.run(run())
+        want = _bulk(srv.url, [samples[0], samples[2]], options=None)
+    assert isinstance(outs[1], RewardRequestError) and "reader blew up" in str(outs[1])
+    assert [outs[0]["score"], outs[2]["score"]] == [w.reward for w in want]
+
+
+def test_malformed_ground_truth_and_unreachable_service_raise(samples):
+    from caprl.server.process import free_port
+
+    s = samples[0]
+    with pytest.raises(ValueError, match="ground_truth"):
+        asyncio.run(
+            compute_score(s["data_source"], "a caption", [{"question": "Q", "choices": ["A) x"], "answer": "A"}])
+        )
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RewardServiceUnavailable):
+        asyncio.run(compute_score(s["data_source"], "a caption", s["ground_truth"], urls=url, max_retries=1))
+
+
+_VERL_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import numpy as np, torch
+    from omegaconf import OmegaConf
+    from verl.protocol import DataProto
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    spec = json.load(open(sys.argv[1]))
+    cfg = OmegaConf.create({
+        "actor_rollout_ref": {"model": {"path": spec["tokenizer"], "tokenizer_path": None}},
+        "reward": {
+            "num_workers": 1,
+            "reward_manager": {"name": "naive", "source": "register", "module": {"path": None, "name": None}},
+            "custom_reward_function": {"path": "pkg://caprl.verl.reward", "name": "compute_score",
+                                       "reward_kwargs": spec["reward_kwargs"]},
+            "reward_model": {"enable": False},
+            "sandbox_fusion": None,
+        },
+    })
+    worker = RewardLoopWorker(cfg)
+    tok = worker.input_tokenizer
+    rows = spec["samples"]
+    resp = [tok(r["solution_str"], add_special_tokens=False)["input_ids"] for r in rows]
+    R = max(len(r) for r in resp)
+    responses = torch.full((len(rows), R), tok.pad_token_id)
+    mask = torch.zeros((len(rows), 2 + R), dtype=torch.long)
+    for i, ids in enumerate(resp):
+        responses[i, : len(ids)] = torch.tensor(ids)
+        mask[i, : 2 + len(ids)] = 1
+    data = DataProto.from_dict(
+        tensors={"prompts": torch.ones((len(rows), 2), dtype=torch.long), "responses": responses,
+                 "attention_mask": mask},
+        non_tensors={
+            "data_source": np.array([r["data_source"] for r in rows], dtype=object),
+            "reward_model": np.array([{"ground_truth": np.array(r["ground_truth"], dtype=object)} for r in rows],
+                                     dtype=object),
+            "extra_info": np.array([dict(r["extra_info"]) for r in rows], dtype=object),
+        },
+    )
+    outs = worker.loop.run_until_complete(worker.compute_score_batch(data))
+    print(json.dumps([o["reward_score"] for o in outs]))
+    """
+)
+
+
+@pytest.mark.skipif(not os.environ.get("CAPRL_VERL_PYTHON"), reason="set CAPRL_VERL_PYTHON to a Python with verl")
+def test_verl_loads_and_runs_the_adapter(service, samples, tiny_models, tmp_path):
+    spec = {
+        "tokenizer": str(tiny_models.reader),
+        "reward_kwargs": {"urls": [service.url], **OPTIONS},
+        "samples": [
+            {**s, "ground_truth": [dict(q) for q in s["ground_truth"]], "extra_info": dict(s["extra_info"])}
+            for s in samples
+        ],
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [os.environ["CAPRL_VERL_PYTHON"], "-c", _VERL_SCRIPT, str(path)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    scores = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert scores == [w.reward for w in _bulk(service.url, samples)]
