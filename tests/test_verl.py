@@ -270,3 +270,46 @@ def test_verl_loads_and_runs_the_adapter(service, samples, tiny_models, tmp_path
     assert proc.returncode == 0, proc.stderr[-4000:]
     scores = json.loads(proc.stdout.strip().splitlines()[-1])
     assert scores == [w.reward for w in _bulk(service.url, samples)]
+
+
+_COMPOSE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+    from verl.utils.config import omega_conf_to_dataclass
+
+    out = {}
+    for name in ("caprl_qwen2_5_vl_image", "caprl_qwen2_5_vl_video"):
+        with initialize_config_dir(config_dir=sys.argv[1], version_base=None):
+            cfg = compose(config_name=name)
+        c = OmegaConf.to_container(cfg, resolve=True)
+        fn = get_custom_reward_fn(cfg)
+        out[name] = {
+            "adv": omega_conf_to_dataclass(cfg.algorithm).adv_estimator,
+            "n": c["actor_rollout_ref"]["rollout"]["n"],
+            "kl": [c["actor_rollout_ref"]["actor"]["use_kl_loss"], c["algorithm"]["use_kl_in_reward"]],
+            "fn": fn.args[0].__module__ + "." + fn.args[0].__name__,
+            "kwargs": dict(fn.args[1]),
+        }
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.skipif(not os.environ.get("CAPRL_VERL_PYTHON"), reason="set CAPRL_VERL_PYTHON to a Python with verl")
+def test_launch_recipe_composes_with_verls_config():
+    """The recipe's configs extend verl's ppo_trainer, and verl's loader finds our compute_score through them."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run(
+        [os.environ["CAPRL_VERL_PYTHON"], "-c", _COMPOSE_SCRIPT, str(root / "recipes" / "verl")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, c in out.items():
+        assert c["adv"] == "rloo" and c["n"] == 8 and c["kl"] == [False, False], name
+        assert c["fn"] == "caprl.verl.reward.compute_score", name
+    assert out["caprl_qwen2_5_vl_video"]["kwargs"]["timestamp_weight"] == 0.2
