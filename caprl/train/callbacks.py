@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from caprl.train.records import METRICS_FILE, SAMPLES_FILE
 from caprl.train.reward import CaptionReward, summarize
@@ -74,3 +75,10 @@ class MetricsCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self._flush()
+
+
+class QuietProgress(ProgressCallback):
+    """The step progress bar without the log dict printed under it every step (metrics.jsonl has the values)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass

@@ -151,6 +151,8 @@ class LoggingSettings(_Section):
     sample_captions: int = Field(default=4, ge=0)
     """Captions written to ``samples.jsonl`` per step."""
     logging_steps: int = Field(default=1, ge=1)
+    print_logs: bool = True
+    """Print TRL's logged values under the progress bar (they are in metrics.jsonl and TensorBoard anyway)."""
 
 
 class CheckpointSettings(_Section):

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from caprl.train.callbacks import MetricsCallback
+from caprl.train.callbacks import MetricsCallback, QuietProgress
 from caprl.train.config import TrainConfig, dump_config
 from caprl.train.data import TrainData
 from caprl.train.records import METRICS_FILE, SAMPLES_FILE, truncate_jsonl
@@ -232,7 +232,7 @@ def build_trainer(cfg: TrainConfig, scorer: Scorer, callbacks: list[Any] | None 
         from torch.utils.tensorboard import SummaryWriter
 
         cbs.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(cfg.run_dir / "tb"))))
-    return CaptionGRPOTrainer(
+    trainer = CaptionGRPOTrainer(
         model=model,
         reward_funcs=[reward],
         args=args,
@@ -243,6 +243,12 @@ def build_trainer(cfg: TrainConfig, scorer: Scorer, callbacks: list[Any] | None 
         train_data=data,
         advantage=cfg.algorithm.advantage,
     )
+    if not cfg.logging.print_logs:
+        from transformers.trainer_callback import ProgressCallback
+
+        if trainer.pop_callback(ProgressCallback) is not None:
+            trainer.add_callback(QuietProgress)
+    return trainer
 
 
 def train(cfg: TrainConfig, *, scorer: Scorer | None = None, callbacks: list[Any] | None = None) -> TrainResult:

@@ -1,0 +1,71 @@
+"""The supervised warm-up (``caprl.train.sft``): labels cover only the assistant turn; a few steps save weights
+that load and caption; the demo's terminal sparkline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    from caprl.synth import generate_image_dataset
+
+    return generate_image_dataset(4, tmp_path_factory.mktemp("sft") / "images", seed=11, progress=False)
+
+
+def test_labels_cover_the_caption_and_end_of_turn_only(tiny_models, images):
+    from transformers import AutoProcessor
+
+    from caprl.data.io import read_dataset
+    from caprl.data.media import load_media
+    from caprl.train.sft import collate, encode_example
+
+    proc = AutoProcessor.from_pretrained(tiny_models.captioner)
+    ds = read_dataset(images)
+    s = ds.samples[0]
+    ex = encode_example(proc, s, load_media(s, ds.root), s.references["terse"])
+    target = [t for t, lab in zip(ex.input_ids, ex.labels, strict=True) if lab != -100]
+    text = proc.tokenizer.decode(target)
+    assert text.startswith(s.references["terse"]) and "<|im_end|>" in text and "<|image_pad|>" not in text
+    assert "pixel_values" in ex.media and ex.token_types is not None and sum(ex.token_types) > 0
+    other = encode_example(proc, ds.samples[1], load_media(ds.samples[1], ds.root), "A.")
+    batch = collate([ex, other], proc.tokenizer.pad_token_id)
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["mm_token_type_ids"].shape
+    assert (batch["labels"][1, len(other.input_ids) :] == -100).all()
+
+
+def test_a_short_warmup_lowers_the_loss_and_saves_a_captioner(tiny_models, images, tmp_path):
+    from caprl.captioners.base import CaptionRequest, GenerationSettings
+    from caprl.captioners.transformers import TransformersCaptioner
+    from caprl.data.io import read_dataset
+    from caprl.data.media import load_media
+    from caprl.train.sft import SFTSettings, sft_warmup
+
+    torch.set_num_threads(1)
+    seen = []
+    out = sft_warmup(
+        tiny_models.captioner,
+        images,
+        tmp_path / "sft",
+        SFTSettings(steps=6, batch_size=4, lr=3e-3),
+        progress=lambda step, total, loss: seen.append((step, total)),
+    )
+    assert seen[-1] == (6, 6) and out["last_loss"] < out["first_loss"]
+    ds = read_dataset(images)
+    cap = TransformersCaptioner(str(tmp_path / "sft"))
+    [[text]] = cap.caption(
+        [CaptionRequest(media=load_media(ds.samples[0], ds.root), prompt="Describe.")],
+        GenerationSettings(max_new_tokens=4),
+    )
+    assert isinstance(text, str)
+
+
+def test_sparkline():
+    from caprl.demo import sparkline
+
+    assert sparkline([0, 1, 2, 3]) == "▁▃▆█"
+    assert len(sparkline(list(range(1000)), width=50)) == 50
+    assert sparkline([]) == "" and sparkline([1.0, 1.0]) == "▁▁"
