@@ -23,10 +23,9 @@ The statistics are kept so that other thresholds can be tried without asking any
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -368,18 +367,3 @@ def rethreshold(out: str | Path, *, hi: float, lo: float, data: str | Path | Non
         raise FileNotFoundError(f"{out}: no filter run here (run.json missing)")
     source = data if data is not None else run["data"]
     return write_filtered(out, read_dataset(source), hi=hi, lo=lo)
-
-
-def load_summary(out: str | Path) -> dict:
-    return json.loads((Path(out) / SUMMARY_NAME).read_text(encoding="utf-8"))
-
-
-__all__: Sequence[str] = (
-    "FilterConfig",
-    "FilterSummary",
-    "QuestionRecord",
-    "decide",
-    "filter_qa",
-    "read_stats",
-    "rethreshold",
-)
