@@ -37,9 +37,10 @@ class CaptionGRPOTrainer(GRPOTrainer):
         self.advantage = advantage
         self._batch_ids: list[str] | None = None  # sample ids of the batch being generated
         self._rows: list[EncodedPrompt] | None = None  # encoded prompt rows of the batch in the current pass
-        super().__init__(*args, **kwargs)
-        if self.use_vllm:
+        grpo_args = kwargs.get("args")
+        if grpo_args is not None and getattr(grpo_args, "use_vllm", False):
             raise ValueError("caprl's trainer generates with transformers; vLLM rollouts are not wired for media yet")
+        super().__init__(*args, **kwargs)
         self.encoder = MediaEncoder(self.processing_class)
 
     # -- generation -------------------------------------------------------------------------------------------------
