@@ -10,9 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from caprl.captioners import BACKENDS, load_captioner
 from caprl.captioners.base import Captioner
-
-BACKENDS = ("transformers", "openai", "vllm")
 
 
 class CaptionerSpec(BaseModel):
@@ -43,21 +42,4 @@ class CaptionerSpec(BaseModel):
         return load_captioner(self.model, backend=self.backend, **self.options)
 
 
-def load_captioner(spec: str, *, backend: str | None = None, **kwargs: Any) -> Captioner:
-    """A captioner for ``spec``: ``transformers`` (batched, in process), ``openai`` (a server URL; requests run
-    concurrently up to ``max_concurrency``) or ``vllm`` (in process; needs ``pip install 'caprl[vllm]'``)."""
-    if backend is None:
-        backend = "openai" if spec.startswith(("http://", "https://")) else "transformers"
-    if backend == "transformers":
-        from caprl.captioners.transformers import TransformersCaptioner
-
-        return TransformersCaptioner(spec, **kwargs)
-    if backend == "openai":
-        from caprl.captioners.openai import OpenAICaptioner
-
-        return OpenAICaptioner(spec, **kwargs)
-    if backend == "vllm":
-        from caprl.captioners.vllm import VLLMCaptioner
-
-        return VLLMCaptioner(spec, **kwargs)
-    raise ValueError(f"unknown captioner backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+__all__ = ["BACKENDS", "CaptionerSpec", "load_captioner"]

@@ -1,0 +1,39 @@
+"""Captioners: vision-language models that write text from media + a prompt (see :mod:`caprl.captioners.base`).
+
+>>> captioner = load_captioner("Qwen/Qwen2.5-VL-3B-Instruct")           # doctest: +SKIP  (transformers, batched)
+>>> captioner = load_captioner("http://gpu-box:8000/v1", model="served")  # doctest: +SKIP  (OpenAI-compatible)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caprl.captioners.base import Captioner, CaptionerError, CaptionRequest, GenerationSettings
+
+BACKENDS = ("transformers", "openai", "vllm")
+
+
+def load_captioner(spec: str, *, backend: str | None = None, **kwargs: Any) -> Captioner:
+    """A captioner for ``spec``: ``transformers`` (batched, in process), ``openai`` (a server URL; requests run
+    concurrently up to ``max_concurrency``) or ``vllm`` (in process; needs ``pip install 'caprl[vllm]'``).
+
+    Without ``backend``, a ``http(s)://`` spec is a server and anything else a model id or directory.
+    """
+    if backend is None:
+        backend = "openai" if spec.startswith(("http://", "https://")) else "transformers"
+    if backend == "transformers":
+        from caprl.captioners.transformers import TransformersCaptioner
+
+        return TransformersCaptioner(spec, **kwargs)
+    if backend == "openai":
+        from caprl.captioners.openai import OpenAICaptioner
+
+        return OpenAICaptioner(spec, **kwargs)
+    if backend == "vllm":
+        from caprl.captioners.vllm import VLLMCaptioner
+
+        return VLLMCaptioner(spec, **kwargs)
+    raise ValueError(f"unknown captioner backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "CaptionRequest", "Captioner", "CaptionerError", "GenerationSettings", "load_captioner"]

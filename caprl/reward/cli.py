@@ -176,7 +176,7 @@ def serve_command(
     if reader is None and judge is None:
         raise typer.BadParameter("give --reader (QA items), --judge (judge items), or both", param_hint="--reader")
     if judge is not None:
-        from caprl.annotate.backends import BACKENDS
+        from caprl.captioners import BACKENDS
 
         resolved = judge_backend or ("openai" if judge.startswith(("http://", "https://")) else "transformers")
         if resolved not in BACKENDS:
@@ -229,7 +229,7 @@ def serve_command(
         )
 
     def build_judge():
-        from caprl.annotate.backends import load_captioner
+        from caprl.captioners import load_captioner
         from caprl.captioners.base import GenerationSettings
         from caprl.reward.judge import VLMJudge
 
