@@ -120,6 +120,32 @@ def _reader(reader: Path | None, seed: int) -> Path:
         return train_reader(seed=seed, progress=progress)
 
 
+def _reader_heldout(reader_dir: Path) -> dict[str, dict[str, float]] | None:
+    """Held-out accuracy per caption level from a trained reader's manifest (None for other readers)."""
+    from caprl.models.train_reader import MANIFEST
+
+    try:
+        levels = json.loads((Path(reader_dir) / MANIFEST).read_text())["heldout"]["levels"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {lv: {"accuracy": d["accuracy"], "chance": d["chance"]} for lv, d in levels.items()}
+
+
+def _reader_line(heldout: dict[str, dict[str, float]]) -> str:
+    # Say plainly whether the reward can rank captions: a reader that scores exhaustive captions no better than
+    # an empty one gives rewards that do not depend on what a caption says.
+    parts = ", ".join(f"{lv} {d['accuracy']:.3f}" for lv, d in heldout.items())
+    chance = next(iter(heldout.values()))["chance"]
+    line = f"reader held-out accuracy by caption: {parts} (chance {chance:.3f})"
+    full, empty = heldout.get("exhaustive"), heldout.get("empty")
+    if full and empty and full["accuracy"] - empty["accuracy"] < 0.05:
+        line += (
+            "\n[yellow]this reader does not read yet: exhaustive captions score like empty ones, so the reward does"
+            " not rank captions by content and the before/after change below is noise (README: the tiny reader)"
+        )
+    return line
+
+
 def demo_command(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder the demo writes into."),
     n_images: int = typer.Option(32, help="Shapes-world training images."),
@@ -169,6 +195,9 @@ def demo_command(
     models = build_tiny_models(out / "models", seed=seed)
     reader_dir = _reader(reader, seed)
     console.print(f"captioner: {models.captioner} (Qwen2.5-VL architecture, untrained); reader: {reader_dir}")
+    reader_heldout = _reader_heldout(reader_dir)
+    if reader_heldout:
+        console.print(_reader_line(reader_heldout))
 
     console.rule("[bold]3. Supervised warm-up on terse captions")
     with _progress() as bar:
@@ -251,6 +280,7 @@ def demo_command(
         "train_s": round(result.wall_s, 1),
         "sft": sft,
         "reader": str(reader_dir),
+        "reader_heldout": reader_heldout,
         "n_train_images": len(train_ds),
         "n_eval_images": len(eval_ds),
         "eval_k": eval_k,
