@@ -8,6 +8,7 @@ transformers and OpenAI-compatible backends are tested with the tiny captioner a
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -62,10 +63,8 @@ def _all_rows(out: Path) -> list[str]:
     ids = [i for p in shard_files(out) for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
     for log in out.glob("pending-r*.jsonl"):
         for line in log.read_text().splitlines():
-            try:
+            with contextlib.suppress(ValueError):  # the line being written (or torn by the kill)
                 ids.append(json.loads(line)["id"])
-            except ValueError:  # the line being written (or torn by the kill)
-                pass
     return ids
 
 
