@@ -11,8 +11,10 @@ and go on.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -115,6 +117,31 @@ def _nearest_frames(decoded: list[tuple[float, np.ndarray]], targets: list[float
     return [float(times[i]) for i in picked], np.stack([decoded[i][1] for i in picked])
 
 
+def keep_nearest(decoded: Iterable[tuple[float, Any]], targets: Sequence[float]) -> dict[float, np.ndarray]:
+    """For each target time (ascending), the decoded ``(time, av.VideoFrame)`` nearest to it: the one just before
+    it or the first at/after it, as RGB arrays keyed by time.
+
+    Decoding is consumed in order and stops once every target is served; only frames that can still be the nearest
+    to a target are converted, so memory is bounded by the number of targets, not by the length of the video.
+    """
+    kept: dict[float, np.ndarray] = {}
+    prev: tuple[float, Any] | None = None
+    j = 0
+    for t, frame in decoded:
+        while j < len(targets) and t >= targets[j]:
+            use_prev = prev is not None and abs(prev[0] - targets[j]) <= abs(t - targets[j])
+            best_t, best = prev if use_prev else (t, frame)
+            if best_t not in kept:
+                kept[best_t] = best.to_ndarray(format="rgb24")
+            j += 1
+        prev = (t, frame)
+        if j >= len(targets):
+            break
+    if j < len(targets) and prev is not None and prev[0] not in kept:
+        kept[prev[0]] = prev[1].to_ndarray(format="rgb24")
+    return kept
+
+
 def sample_frames(
     path: str | Path, sampling: FrameSampling | None = None, *, sample_id: str | None = None
 ) -> VideoFrames:
@@ -136,25 +163,14 @@ def sample_frames(
             targets = target_times(duration, sampling) if duration else None
             # Decode in order and keep only frames that can still be the nearest to a target: memory stays
             # bounded by the number of targets, not by the length of the video.
-            kept: dict[float, np.ndarray] = {}
-            prev: tuple[float, av.VideoFrame] | None = None
-            j = 0
-            for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else len(kept) / (native_fps or 1.0)
-                if targets is None:
-                    kept[t] = frame.to_ndarray(format="rgb24")
-                    continue
-                while j < len(targets) and t >= targets[j]:
-                    use_prev = prev is not None and abs(prev[0] - targets[j]) <= abs(t - targets[j])
-                    best_t, best = prev if use_prev else (t, frame)
-                    if best_t not in kept:
-                        kept[best_t] = best.to_ndarray(format="rgb24")
-                    j += 1
-                prev = (t, frame)
-                if j >= len(targets):
-                    break
-            if targets is not None and j < len(targets) and prev is not None and prev[0] not in kept:
-                kept[prev[0]] = prev[1].to_ndarray(format="rgb24")
+            timed = (
+                (float(frame.time) if frame.time is not None else i / (native_fps or 1.0), frame)
+                for i, frame in enumerate(container.decode(stream))
+            )
+            if targets is None:
+                kept = {t: frame.to_ndarray(format="rgb24") for t, frame in timed}
+            else:
+                kept = keep_nearest(timed, targets)
             decoded = sorted(kept.items(), key=lambda kv: kv[0])
     except MediaError:
         raise

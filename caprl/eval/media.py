@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from caprl.data.media import MediaError, VideoFrames, load_image, open_image, sample_frames, target_times
+from caprl.data.media import (
+    MediaError,
+    VideoFrames,
+    keep_nearest,
+    load_image,
+    open_image,
+    sample_frames,
+    target_times,
+)
 from caprl.schema import FrameSampling, ImageMedia, Media
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -45,28 +53,12 @@ def video_clip(path: Path, sampling: FrameSampling, clip: tuple[float, float]) -
 
     start, end = clip
     targets = [start + t for t in target_times(max(end - start, 1e-3), sampling)]
-    kept: dict[float, np.ndarray] = {}
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             if stream.time_base is not None and start > 0:
                 container.seek(int(start / stream.time_base), stream=stream, backward=True)
-            prev = None
-            j = 0
-            for frame in container.decode(stream):
-                t = float(frame.time or 0.0)
-                # The nearest decoded frame to each target: the one just before it or the first at/after it.
-                while j < len(targets) and t >= targets[j]:
-                    use_prev = prev is not None and abs(prev[0] - targets[j]) <= abs(t - targets[j])
-                    best_t, best = prev if use_prev else (t, frame)
-                    if best_t not in kept:
-                        kept[best_t] = best.to_ndarray(format="rgb24")
-                    j += 1
-                prev = (t, frame)
-                if j >= len(targets):
-                    break
-            if j < len(targets) and prev is not None and prev[0] not in kept:
-                kept[prev[0]] = prev[1].to_ndarray(format="rgb24")
+            kept = keep_nearest(((float(frame.time or 0.0), frame) for frame in container.decode(stream)), targets)
             duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else end
     except (av.error.FFmpegError, OSError, IndexError) as exc:
         raise MediaError(f"cannot decode video clip {start:g}-{end:g}s: {exc}", path=path) from None
