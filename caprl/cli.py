@@ -1,12 +1,24 @@
-"""The ``caprl`` command. Each subcommand is a thin shell over a library function."""
+"""The ``caprl`` command. Each subcommand is a thin shell over a library function.
+
+User mistakes raise ``caprl.errors.CaprlError`` and end as one ``error:`` line (see ``caprl.errors``); help is
+plain text (click's layout: option names in full, long help on the next line), readable at 80 columns.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+from typing import IO, Any
+
+import click
 import typer
+from typer.core import TyperGroup
 
 from caprl.annotate.cli import annotate_command
 from caprl.data.cli import app as data_app
 from caprl.demo import demo_command
+from caprl.errors import DEBUG_ENV, CaprlError, debug_enabled
 from caprl.eval.cli import app as eval_app
 from caprl.models.cli import app as models_app
 from caprl.plot import plot_command
@@ -15,6 +27,52 @@ from caprl.reward.cli import app as reward_app
 from caprl.synth.cli import app as synth_app
 from caprl.train.cli import train_command
 
+
+class _Reported(click.ClickException):
+    """How a ``CaprlError`` leaves the command: ``error: MESSAGE`` and ``hint: HINT`` on stderr."""
+
+    def __init__(self, error: CaprlError) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.exit_code = error.exit_code
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        lines = [f"error: {self.error}"]
+        if self.error.hint:
+            lines.append(f"hint: {self.error.hint}")
+        click.echo("\n".join(lines), file=file, err=file is None)
+
+
+class CaprlGroup(TyperGroup):
+    """The ``caprl`` command group: the one handler that turns a ``CaprlError`` into its message."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CaprlError as exc:
+            if ctx.params.get("debug") or debug_enabled():
+                raise
+            raise _Reported(exc) from None
+
+
+def quiet_libraries(debug: bool) -> None:
+    """No weight-loading bars, advisory logs or FutureWarnings from the libraries under a normal run (``--debug``
+    keeps them). Environment variables, because transformers may not be imported yet (``--help`` stays fast)."""
+    if debug:
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    if "transformers" in sys.modules:  # imported already (an embedding program): its settings, not the env
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
 app = typer.Typer(
     name="caprl",
     help=(
@@ -22,29 +80,43 @@ app = typer.Typer(
         "can answer multiple-choice questions about the media from the caption alone."
     ),
     no_args_is_help=True,
+    cls=CaprlGroup,
+    rich_markup_mode=None,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(data_app, name="data", help="Import, export and inspect caprl datasets (parquet/jsonl).")
-app.add_typer(
-    synth_app, name="synth", help="Generate the synthetic shapes world: images/videos with exact MCQs and captions."
-)
+
+
+@app.callback()
+def _caprl(
+    debug: bool = typer.Option(
+        False, "--debug", envvar=DEBUG_ENV, help="Show full tracebacks and library warnings (for bug reports)."
+    ),
+) -> None:
+    quiet_libraries(debug)
+
+
+# short_help: the one line `caprl --help` lists, short enough not to be cut at 80 columns; each command's own
+# --help shows its docstring.
+app.add_typer(data_app, name="data", short_help="Import, export and inspect caprl datasets.")
+app.add_typer(synth_app, name="synth", short_help="Generate the shapes world: media, MCQs, captions.")
 app.add_typer(
     models_app,
     name="models",
     help="Build tiny local models (Qwen2.5-VL captioner, Qwen2 reader) for tests and the demo.",
+    short_help="Build tiny local models for tests and the demo.",
 )
-app.add_typer(reward_app, name="reward", help="Score captions with the CapRL reward (a text-only reader answers MCQs).")
-app.add_typer(eval_app, name="eval", help="Prism evaluation: caption benchmarks, read answers from captions, score.")
-app.add_typer(qa_app, name="qa", help="Curate QA: a VLM writes MCQs; keep those that need the media to answer.")
-app.command("annotate", help="Caption a dataset or image folder at scale: parquet shards, resumable, exports.")(
-    annotate_command
+app.add_typer(
+    reward_app,
+    name="reward",
+    help="Score captions with the CapRL reward (a text-only reader answers MCQs).",
+    short_help="Score captions with the CapRL reward; serve it.",
 )
-app.command("train", help="GRPO/RLOO-train a captioner with the CapRL reward (TRL; images and videos); resumable.")(
-    train_command
-)
-app.command("plot", help="Draw reward and caption-length curves of a training run to PNG.")(plot_command)
-app.command("demo")(demo_command)
-
+app.add_typer(eval_app, name="eval", short_help="Prism evaluation: caption, read and score benchmarks.")
+app.add_typer(qa_app, name="qa", short_help="Curate QA: MCQs that need the media to answer.")
+app.command("annotate", short_help="Caption a dataset or folder at scale (resumable).")(annotate_command)
+app.command("train", short_help="GRPO/RLOO-train a captioner with the CapRL reward.")(train_command)
+app.command("plot", short_help="Draw a training run's reward and length curves.")(plot_command)
+app.command("demo", short_help="The CPU demo on the shapes world (make demo).")(demo_command)
 
 def main() -> None:
     app()

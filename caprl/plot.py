@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from caprl.errors import RunStateError
 from caprl.train.records import METRICS_FILE, read_jsonl
 
 
@@ -39,7 +40,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, window: int 
     run = Path(run_dir)
     records = read_jsonl(run / METRICS_FILE)
     if not records:
-        raise FileNotFoundError(f"{run / METRICS_FILE}: no metrics to plot")
+        raise RunStateError(
+            f"{run}: no training metrics to plot (no records in {METRICS_FILE})",
+            hint="give the run_dir of a caprl train run that did at least one step",
+        )
     target = Path(out) if out is not None else run
     target.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -85,7 +89,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, window: int 
 def plot_command(
     run_dir: Path = typer.Argument(..., help="A training run directory (holds metrics.jsonl)."),
     out: Path | None = typer.Option(None, "--out", help="Folder for the PNGs (default: the run directory)."),
-    window: int = typer.Option(10, help="Moving-average window, in steps."),
+    window: int = typer.Option(10, min=1, help="Moving-average window, in steps."),
 ) -> None:
     """Draw reward and caption-length curves of a training run to PNG."""
     for p in plot_run(run_dir, out, window=window):

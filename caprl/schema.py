@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
+from caprl.errors import InputError
+
 LETTERS = string.ascii_uppercase
 MAX_OPTIONS = len(LETTERS)
 
@@ -35,13 +37,24 @@ _LABEL_RE = re.compile(r"^\s*(?:\(\s*([A-Z])\s*\)|\[\s*([A-Z])\s*\]|([A-Z])\s*[\
 _GOLD_RE = re.compile(r"^\s*(?:answer\s*[:：]?\s*)?[\(\[]?\s*([A-Z])\s*[\)\]\.:：）]?\s*$", re.I)
 
 
-class SchemaError(ValueError):
-    """A record that does not fit the data model; says which row and field."""
+class SchemaError(InputError):
+    """A record that does not fit the data model; says which row (or file and 1-based line) and field."""
 
-    def __init__(self, message: str, *, row: int | None = None, field: str | None = None, id: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        row: int | None = None,
+        field: str | None = None,
+        id: str | None = None,
+        source: str | None = None,
+        line: int | None = None,
+    ):
         self.row, self.field, self.id = row, field, id
-        where = []
-        if row is not None:
+        where = [] if source is None else [source]
+        if line is not None:
+            where.append(f"line {line}")
+        elif row is not None:
             where.append(f"row {row}")
         if id is not None:
             where.append(f"id={id!r}")

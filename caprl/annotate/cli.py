@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from caprl.errors import OptionError
+from caprl.preflight import BackendName, backend_of, check_model, check_rank, existing_path
+from caprl.tables import summary_table
 
 console = Console()
 
@@ -33,30 +36,36 @@ def annotate_command(
     out: Path = typer.Option(..., "--out", help="Output directory: parquet shards, manifest, run config."),
     data: Path | None = typer.Option(None, "--data", help="caprl dataset directory, or a plain image/video folder."),
     captioner: str | None = typer.Option(None, "--captioner", help="Model id/path, or an OpenAI-compatible URL."),
-    backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --captioner)."),
+    backend: BackendName | None = typer.Option(None, help="Captioner backend (default: from --captioner)."),
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
-    executor: str = typer.Option("local", help="local (this process) | ray (Ray Data actors; caprl[ray])."),
+    executor: Literal["local", "ray"] = typer.Option(
+        "local", help="local (this process) | ray (Ray Data actors; needs caprl[ray])."
+    ),
     prompt: str | None = typer.Option(None, help="Prompt for every item (default: the item's, or per modality)."),
-    batch_size: int | None = typer.Option(None, help="Items per captioner call (default: 8; openai 4x concurrency)."),
-    concurrency: int = typer.Option(16, help="Requests in flight to an OpenAI-compatible server."),
+    batch_size: int | None = typer.Option(
+        None, min=1, help="Items per captioner call (default: 8; openai 4x concurrency)."
+    ),
+    concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers captioner (cuda, cuda:1, cpu)."),
-    max_new_tokens: int = typer.Option(512, help="Longest caption in tokens."),
-    temperature: float = typer.Option(0.0, help="0 is greedy (reproducible); CapRL samples at 1.0."),
-    top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
-    n: int = typer.Option(1, "--n", help="Captions per item."),
+    max_new_tokens: int = typer.Option(512, min=1, help="Longest caption in tokens."),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 is greedy (reproducible); CapRL samples at 1.0."),
+    top_p: float = typer.Option(1.0, min=0.0, max=1.0, help="Nucleus sampling mass."),
+    n: int = typer.Option(1, "--n", min=1, help="Captions per item."),
     seed: int = typer.Option(0, help="Sampling seed (per item, so a resumed run makes the same captions)."),
-    shard_size: int = typer.Option(1000, help="Records per parquet shard."),
-    rank: int = typer.Option(0, help="This process's part of the items (item index mod world-size == rank)."),
-    world_size: int = typer.Option(1, help="How many processes share the items."),
+    shard_size: int = typer.Option(1000, min=1, help="Records per parquet shard."),
+    rank: int = typer.Option(0, min=0, help="This process's part of the items (item index mod world-size == rank)."),
+    world_size: int = typer.Option(1, min=1, help="How many processes share the items."),
     retry_failed: bool = typer.Option(False, help="Try this rank's failed items again."),
     allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
-    video_fps: float = typer.Option(2.0, help="Frame sampling for videos in a plain folder: frames per second."),
-    video_max_frames: int = typer.Option(64, help="Frame sampling for videos in a plain folder: most frames."),
-    limit: int | None = typer.Option(None, help="Only the first N items of the source."),
+    video_fps: float = typer.Option(
+        2.0, min=0.0, help="Frame sampling for videos in a plain folder: frames per second."
+    ),
+    video_max_frames: int = typer.Option(64, min=1, help="Frame sampling for videos in a plain folder: most frames."),
+    limit: int | None = typer.Option(None, min=1, help="Only the first N items of the source."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
-    ray_actors: int = typer.Option(1, help="Captioner actors (e.g. one per GPU)."),
-    ray_gpus_per_actor: float = typer.Option(0.0, help="GPUs each actor reserves."),
-    ray_cpus_per_actor: float = typer.Option(1.0, help="CPUs each actor reserves."),
+    ray_actors: int = typer.Option(1, min=1, help="Captioner actors (e.g. one per GPU)."),
+    ray_gpus_per_actor: float = typer.Option(0.0, min=0.0, help="GPUs each actor reserves."),
+    ray_cpus_per_actor: float = typer.Option(1.0, min=0.0, help="CPUs each actor reserves."),
     export_caprl: Path | None = typer.Option(None, help="Also write CapRL-2M-style jsonl here."),
     export_llava: Path | None = typer.Option(None, help="Also write LLaVA/ShareGPT-style pretraining json here."),
     absolute_paths: bool = typer.Option(False, help="Exports name media by absolute path."),
@@ -64,22 +73,26 @@ def annotate_command(
 ) -> None:
     """Caption every item of DATA into sharded parquet under OUT; re-run the same command to resume.
 
-    Example: caprl annotate --data data/images --captioner Qwen/Qwen2.5-VL-3B-Instruct --out runs/ann
-    --export-caprl runs/ann/captions.jsonl
+    \b
+    Example:
+      caprl annotate --data data/images --captioner Qwen/Qwen2.5-VL-3B-Instruct \\
+        --out runs/ann --export-caprl runs/ann/captions.jsonl
     """
     from caprl.annotate.backends import CaptionerSpec
     from caprl.annotate.export import export_annotations
     from caprl.annotate.progress import progress_bar
     from caprl.annotate.sources import open_source
     from caprl.captioners.base import GenerationSettings
+    from caprl.lazy import Deferred
     from caprl.schema import FrameSampling
 
     if not export_only:
         if data is None or captioner is None:
-            raise typer.BadParameter("--data and --captioner are needed (unless --export-only)")
-        if executor not in ("local", "ray"):
-            raise typer.BadParameter(f"unknown executor {executor!r}: local or ray", param_hint="--executor")
-        spec_backend = backend or ("openai" if captioner.startswith(("http://", "https://")) else "transformers")
+            raise OptionError("--data and --captioner are needed (unless --export-only)")
+        existing_path(data, "--data", what="dataset or folder")
+        check_rank(rank, world_size)
+        spec_backend = backend_of(captioner, backend)
+        check_model(captioner, role="captioner", flag="--captioner", backend=spec_backend)
         size = batch_size or default_batch_size(spec_backend, concurrency)
         options = captioner_options(spec_backend, batch_size=size, concurrency=concurrency, device=device, model=model)
         spec = CaptionerSpec(model=captioner, backend=spec_backend, options=options)
@@ -97,41 +110,37 @@ def annotate_command(
             retry_failed=retry_failed,
             allow_config_change=allow_config_change,
         )
-        console.print(f"[bold]annotate[/] {len(source.items)} items from {data} ({source.kind}) with {spec.name}")
-        try:
-            with progress_bar("annotate", console=console) as on_progress:
-                if executor == "ray":
-                    from caprl.annotate.ray_backend import annotate_ray
+        console.print(f"annotate {len(source.items)} items from {data} ({source.kind}) with {spec.name}")
+        with progress_bar("annotate", console=console) as on_progress:
+            if executor == "ray":
+                from caprl.annotate.ray_backend import annotate_ray
 
-                    summary = annotate_ray(
-                        source,
-                        spec,
-                        out,
-                        num_actors=ray_actors,
-                        num_gpus_per_actor=ray_gpus_per_actor,
-                        num_cpus_per_actor=ray_cpus_per_actor,
-                        ray_address=ray_address,
-                        on_progress=on_progress,
-                        **common,
-                    )
-                else:
-                    from caprl.annotate.runner import annotate
+                summary = annotate_ray(
+                    source,
+                    spec,
+                    out,
+                    num_actors=ray_actors,
+                    num_gpus_per_actor=ray_gpus_per_actor,
+                    num_cpus_per_actor=ray_cpus_per_actor,
+                    ray_address=ray_address,
+                    on_progress=on_progress,
+                    **common,
+                )
+            else:
+                from caprl.annotate.runner import annotate
 
-                    summary = annotate(source, spec.build(), out, on_progress=on_progress, **common)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-        table = Table(title=f"annotate -> {out}")
-        for col in ("items", "already done", "captioned", "failed (media)", "failed (captioner)", "items/s"):
-            table.add_column(col, justify="right")
-        table.add_row(
-            str(summary.items),
-            str(summary.already_done),
-            str(summary.ok),
-            str(summary.failed_media),
-            str(summary.failed_captioner),
-            f"{summary.items_per_second:.2f}",
-        )
-        console.print(table)
+                # Deferred: a rerun with every item done never loads the captioner.
+                lazy = Deferred(spec.name, spec.build)
+                summary = annotate(source, lazy, out, on_progress=on_progress, **common)  # type: ignore[arg-type]
+        rows = [
+            ("items", summary.items),
+            ("already done", summary.already_done),
+            ("captioned now", summary.ok),
+            ("failed (media)", summary.failed_media),
+            ("failed (captioner)", summary.failed_captioner),
+            ("items/s", f"{summary.items_per_second:.2f}"),
+        ]
+        console.print(summary_table(f"annotate -> {out}", rows))
     for dest, fmt in ((export_caprl, "caprl2m"), (export_llava, "llava")):
         if dest is not None:
             result = export_annotations(out, dest, format=fmt, absolute=absolute_paths)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from caprl.annotate.store import AnnotationRecord, read_annotations, read_run_config
 from caprl.data.io import atomic_write
+from caprl.errors import RunStateError
 from caprl.schema import resolve_media_path
 
 ExportFormat = Literal["caprl2m", "llava"]
@@ -52,7 +53,10 @@ def export_annotations(
     """Write the annotations of ``out_dir`` to ``dest`` in ``format``; returns what was written and left out."""
     if format not in ("caprl2m", "llava"):
         raise ValueError(f"unknown export format {format!r}: use caprl2m or llava")
-    root = read_run_config(out_dir).get("source")
+    run = read_run_config(out_dir)
+    if not run:
+        raise RunStateError(f"{out_dir}: no annotate run here (no run.json)", hint="run caprl annotate first")
+    root = run.get("source")
     summary = ExportSummary(path=str(dest), format=format)
     rows: list[dict[str, Any]] = []
     for r in read_annotations(out_dir):

@@ -125,6 +125,12 @@ def annotate(
     """
     settings = settings or GenerationSettings()
     out = Path(out)
+    # Arguments are checked before check_run_config records them: a rejected value must not become the settings
+    # the corrected command is then compared with.
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size}, {shard_size}")
     check_run_config(out, run_config(source, captioner.name, settings, world_size), allow_change=allow_config_change)
     store = ShardStore(out, rank=rank, shard_size=shard_size)
     done = store.open(retry_failed=retry_failed)

@@ -12,8 +12,9 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from caprl.data.io import JSONL_NAME, PARQUET_NAME, iter_records
+from caprl.data.io import JSONL_NAME, PARQUET_NAME, located_records, sample_at
 from caprl.data.media import VideoFrames, load_image, load_video
+from caprl.errors import InputError, MissingInput
 from caprl.schema import (
     DEFAULT_IMAGE_PROMPT,
     DEFAULT_VIDEO_PROMPT,
@@ -22,7 +23,6 @@ from caprl.schema import (
     Media,
     Sample,
     VideoMedia,
-    sample_from_dict,
 )
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -86,14 +86,14 @@ def open_source(
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"{path}: no such dataset or directory")
+        raise MissingInput(f"{path}: no such dataset or folder")
     items: list[WorkItem] = []
     if p.is_file() or is_dataset_dir(p):
         root = p if p.is_dir() else p.parent
-        for i, record in enumerate(iter_records(p)):
+        for i, (where, record) in enumerate(located_records(p)):
             if limit is not None and i >= limit:
                 break
-            s = sample_from_dict(record, row=i)
+            s = sample_at(record, i, where, p)
             items.append(WorkItem(id=s.id, index=i, media=s.media, prompt=prompt or s.prompt))
         kind = "dataset"
     else:
@@ -113,7 +113,11 @@ def open_source(
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise ValueError(f"{path}: duplicate ids {dupes}: resuming needs every item to have its own id")
+        raise InputError(f"{path}: duplicate ids {dupes}: resuming needs every item to have its own id")
+    if not items and limit != 0:
+        kinds = ", ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+        what = "samples" if kind == "dataset" else f"images or videos ({kinds})"
+        raise InputError(f"{path}: no {what} to work on")
     return Source(kind=kind, root=str(root.resolve()), items=items)
 
 

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from caprl.annotate.appendlog import AppendLog
 from caprl.data.io import atomic_write
+from caprl.errors import RunStateError, describe_changes
 
 SHARDS_DIR = "shards"
 MANIFEST_NAME = "manifest.json"
@@ -247,12 +248,11 @@ def check_run_config(out: str | Path, config: dict[str, Any], *, allow_change: b
     out.mkdir(parents=True, exist_ok=True)
     old = read_run_config(out)
     if old and not allow_change:
-        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-        if changed:
-            diffs = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
-            raise ValueError(
-                f"{out} was started with other settings ({diffs}). Use a new output directory, or allow the "
-                "change explicitly (--allow-config-change) to mix them."
+        diffs = describe_changes(old, config)
+        if diffs:
+            raise RunStateError(
+                f"{out} was started with other settings ({diffs})",
+                hint="use a new output folder, or allow the change explicitly (--allow-config-change) to mix them",
             )
     if not old or allow_change:
         text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"

@@ -33,6 +33,13 @@ class GenerationSettings:
     n: int = 1
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        # Checked here, when the settings are made: before a resumable job records them in its run.json.
+        if self.n < 1 or self.max_new_tokens < 1:
+            raise ValueError(f"n and max_new_tokens must be >= 1, got n={self.n}, max_new_tokens={self.max_new_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
 
 @dataclass(frozen=True)
 class CaptionRequest:

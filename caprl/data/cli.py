@@ -18,6 +18,7 @@ from caprl.schema import SchemaError
 
 app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="Import, export and inspect caprl datasets (a directory with samples.parquet|jsonl, media/, dataset.json).",
     pretty_exceptions_show_locals=False,
 )
@@ -64,7 +65,7 @@ def _print_import_summary(console: Console, result: ImportResult, out: Path) -> 
         console.print(f"  all skipped rows: {out / ERRORS_NAME}", markup=False)
 
 
-@app.command("import")
+@app.command("import", short_help="Import a public CapRL dataset (caprl-qa, caprl-v1, verl, ...).")
 def import_command(
     input: str = typer.Argument(
         ..., help="Parquet/jsonl/json file, a directory of them, or a datasets.save_to_disk directory."
@@ -119,7 +120,7 @@ def import_command(
         raise _fail(f"no row of {input} could be imported as {from_.value}; nothing written")
 
 
-@app.command("export")
+@app.command("export", short_help="Export a caprl dataset to verl's parquet layout.")
 def export_command(
     dataset: Path = typer.Argument(..., help="caprl dataset directory (or its samples.parquet/jsonl)."),
     to: ExportFormat = typer.Option(ExportFormat.verl, "--to", help="Target layout."),
@@ -159,7 +160,7 @@ def export_command(
     )
 
 
-@app.command("inspect")
+@app.command("inspect", short_help="Counts, histograms and a few samples of a dataset.")
 def inspect_command(
     dataset: Path = typer.Argument(..., help="caprl dataset directory (or its samples.parquet/jsonl)."),
     show: int = typer.Option(3, "--show", min=0, help="How many samples to render."),

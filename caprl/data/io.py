@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from caprl.errors import InputError, MissingInput
 from caprl.schema import Sample, SchemaError, sample_from_dict
 
 FORMAT_VERSION = 1
@@ -176,34 +177,75 @@ def write_dataset(
     return target
 
 
-def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Raw records of a dataset file or directory, before validation (parquet rows or jsonl objects)."""
+def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a UTF-8 text file with their 1-based numbers. A line that is not UTF-8 is an
+    ``InputError`` naming the file and line (not a ``UnicodeDecodeError`` from somewhere inside a run)."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}, line {lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from None
+            if line.strip():
+                yield lineno, line
+
+
+def jsonl_objects(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each line of a jsonl file; a line that is not JSON is an ``InputError`` naming
+    the file and its 1-based line."""
+    for lineno, line in text_lines(path):
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}, line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def dataset_file(path: str | Path) -> Path:
+    """The samples file of a dataset directory (or ``path`` itself when it is a file)."""
     p = Path(path)
     if p.is_dir():
         for name in (PARQUET_NAME, JSONL_NAME):
             if (p / name).exists():
-                p = p / name
-                break
-        else:
-            raise FileNotFoundError(f"{path}: no {PARQUET_NAME} or {JSONL_NAME} in this directory")
+                return p / name
+        raise MissingInput(f"{path}: not a caprl dataset (no {PARQUET_NAME} or {JSONL_NAME} in this folder)")
     if not p.exists():
-        raise FileNotFoundError(f"{path}: no such dataset file or directory")
+        raise MissingInput(f"{path}: no such dataset file or folder")
+    return p
+
+
+def located_records(path: str | Path) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Raw records, each with where it is (``row`` index of a parquet file, or 1-based ``line`` of a jsonl one)."""
+    p = dataset_file(path)
     if p.suffix == ".parquet":
         pf = pq.ParquetFile(p)
+        index = 0
         for batch in pf.iter_batches(batch_size=256):
             for row in batch.to_pylist():
-                yield row_to_record(row)
+                yield {"row": index}, row_to_record(row)
+                index += 1
     elif p.suffix in (".jsonl", ".json"):
-        with open(p, encoding="utf-8") as f:
-            for lineno, line in enumerate(f):
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise SchemaError(f"not valid JSON ({exc.msg} at column {exc.colno})", row=lineno) from None
+        for lineno, value in jsonl_objects(p):
+            if not isinstance(value, dict):
+                raise SchemaError(f"expected a JSON object, got {type(value).__name__}", source=str(p), line=lineno)
+            yield {"line": lineno}, value
     else:
-        raise ValueError(f"{p}: unknown dataset file type (expected .parquet or .jsonl)")
+        raise InputError(f"{p}: unknown dataset file type (expected .parquet or .jsonl)")
+
+
+def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Raw records of a dataset file or directory, before validation (parquet rows or jsonl objects)."""
+    for _, record in located_records(path):
+        yield record
+
+
+def sample_at(record: dict[str, Any], index: int, where: dict[str, Any], path: str | Path) -> Sample:
+    """``sample_from_dict`` whose error names the file and the row (or 1-based line) of the record."""
+    try:
+        return sample_from_dict(record, row=index)
+    except SchemaError as exc:
+        raise SchemaError(exc.reason, field=exc.field, id=exc.id, source=str(dataset_file(path)), **where) from exc
 
 
 def read_hf_dataset(hf_dataset: Any, *, strict: bool = True, errors: list[SchemaError] | None = None) -> Dataset:
@@ -234,14 +276,19 @@ def read_dataset(path: str | Path, *, strict: bool = True, errors: list[SchemaEr
     p = Path(path)
     root = p if p.is_dir() else p.parent
     samples: list[Sample] = []
-    for i, record in enumerate(iter_records(p)):
+    for i, (where, record) in enumerate(located_records(p)):
         try:
-            samples.append(sample_from_dict(record, row=i))
+            samples.append(sample_at(record, i, where, p))
         except SchemaError as exc:
             if strict:
                 raise
             if errors is not None:
-                errors.append(exc)
+                errors.append(exc.__cause__ if isinstance(exc.__cause__, SchemaError) else exc)
     manifest_path = root / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    manifest = {}
+    if manifest_path.exists():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{manifest_path}: not a valid manifest ({exc})") from None
     return Dataset(samples=samples, root=root, manifest=manifest)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True)
+from caprl.errors import OptionError, from_flags
+from caprl.preflight import BackendName, backend_of, check_model
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 console = Console()
 
 
@@ -26,27 +28,36 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     for v in values:
         name, sep, path = v.partition("=")
         if not sep or not name or not path:
-            raise typer.BadParameter(f"expected NAME=PATH, got {v!r}", param_hint=option)
+            raise OptionError(f"{option} {v}: expected NAME=PATH")
         out[name.strip().lower()] = path
     return out
 
 
-@app.command("list")
+@app.command("list", short_help="The benchmarks, their metric and where their data goes.")
 def list_command() -> None:
-    """List the benchmarks, their metric and where their data is looked for."""
+    """List the benchmarks, their metric and where their data is looked for.
+
+    Each benchmark's data locations and downloads are printed in full, one per line (no table column cuts them).
+    """
     from caprl.eval.benchmarks import REGISTRY
-    from caprl.eval.data import env_name
+    from caprl.eval.data import DATA_ROOT_ENV, env_name
 
-    table = Table(title="Prism benchmarks")
-    for col in ("name", "title", "modality", "metric", "data (env var)", "download"):
-        table.add_column(col)
     for b in REGISTRY.values():
-        where = "built in" if b.builtin else env_name(b.name)
-        table.add_row(b.name, b.title, b.modality, b.metric.name, where, "; ".join(b.data.download))
-    console.print(table)
+        typer.echo(f"{b.name}: {b.title} ({b.modality}; metric {b.metric.name})")
+        if b.builtin:
+            typer.echo("  data: built in, nothing to download")
+        else:
+            typer.echo(
+                f"  data: --data {b.name}=PATH, or ${env_name(b.name)}, or <data root>/{b.name} "
+                f"(--data-root or ${DATA_ROOT_ENV})"
+            )
+            if b.data.layout:
+                typer.echo(f"  put there: {b.data.layout}")
+            for source in b.data.download:
+                typer.echo(f"  download: {source}")
 
 
-@app.command("prism")
+@app.command("prism", short_help="Caption, read and score: evaluate a captioner.")
 def prism_command(
     benchmark: str = typer.Option(
         ..., "--benchmark", "-b", help="Benchmark name(s), comma-separated (see `caprl eval list`)."
@@ -58,7 +69,9 @@ def prism_command(
         None, "--reader", help="Reader model id/path, or an OpenAI-compatible server URL (needed for read/score)."
     ),
     out: Path = typer.Option(..., "--out", help="Output folder: records per benchmark, report.json, report.md."),
-    stage: str = typer.Option("all", "--stage", help="caption | read | score | all (one stage, or all in order)."),
+    stage: Literal["caption", "read", "score", "all"] = typer.Option(
+        "all", "--stage", help="One stage, or all in order."
+    ),
     k: int = typer.Option(4, "--k", min=1, help="Captions per medium (M_Acc averages them, BoN takes the best)."),
     temperature: float = typer.Option(1.0, help="Captioning temperature (Prism/CapRL: 1.0)."),
     top_p: float = typer.Option(1.0, help="Captioning top-p."),
@@ -69,19 +82,21 @@ def prism_command(
         False, help="Put the question into the caption prompt (a caption per question)."
     ),
     frames: int | None = typer.Option(None, help="Frames per video shown to the captioner (default 128)."),
-    read_mode: str = typer.Option("score", help="MCQs: score (letter probabilities, one forward pass) | generate."),
+    read_mode: Literal["score", "generate"] = typer.Option(
+        "score", help="MCQs: score (letter probabilities, one forward pass) | generate."
+    ),
     read_max_new_tokens: int = typer.Option(32, help="Longest generated answer in tokens."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also read every question with no caption."),
     limit: int | None = typer.Option(None, help="Only the first N questions of each benchmark (smoke runs)."),
     data: list[str] = typer.Option([], "--data", help="NAME=PATH: where a benchmark's files are (repeatable)."),
     media_root: list[str] = typer.Option([], "--media-root", help="NAME=DIR: where a benchmark's videos are."),
     data_root: str | None = typer.Option(None, help="Folder with one subfolder per benchmark ($CAPRL_EVAL_DATA)."),
-    captioner_backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from the spec)."),
+    captioner_backend: BackendName | None = typer.Option(None, help="Captioner backend (default: from the spec)."),
     captioner_model: str | None = typer.Option(None, help="Model name to request from a captioner server."),
     captioner_name: str | None = typer.Option(
         None, help="Name the captions are recorded under (default: --captioner)."
     ),
-    reader_backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from the spec)."),
+    reader_backend: BackendName | None = typer.Option(None, help="Reader backend (default: from the spec)."),
     reader_model: str | None = typer.Option(None, help="Model name to request from a reader server."),
     reader_name: str | None = typer.Option(None, help="Name the answers are recorded under (default: --reader)."),
     device: str | None = typer.Option(None, help="Device for transformers models (cuda, cpu; default: best)."),
@@ -100,59 +115,61 @@ def prism_command(
     captions are made once: reading with another reader, or re-scoring, never captions again.
 
     \b
-    Example (the built-in shapes world, tiny models from `caprl models tiny --out models/tiny`):
-      caprl eval prism -b shapes-image,shapes-video --captioner models/tiny/captioner \\
-        --reader models/tiny/reader --out runs/eval --k 4
+    Example (the built-in shapes world; tiny models: caprl models tiny --out models/tiny):
+      caprl eval prism -b shapes-image,shapes-video \\
+        --captioner models/tiny/captioner --reader models/tiny/reader \\
+        --out runs/eval --k 4
     """
     from caprl.eval.backends import load_captioner
     from caprl.eval.config import PrismConfig
-    from caprl.eval.data import DataMissing, DataPaths
-    from caprl.eval.metrics.judge import JudgeNotConfigured, load_judge
+    from caprl.eval.data import DataPaths
+    from caprl.eval.metrics.judge import load_judge
     from caprl.eval.pipeline import run_prism
-    from caprl.eval.read import StageError
-    from caprl.eval.report import rich_table
+    from caprl.eval.report import caption_error_lines, rich_table
 
-    if stage not in ("caption", "read", "score", "all"):
-        raise typer.BadParameter("choose caption, read, score or all", param_hint="--stage")
-    if read_mode not in ("score", "generate"):
-        raise typer.BadParameter("choose score or generate", param_hint="--read-mode")
     if reader is None and stage != "caption":
-        raise typer.BadParameter("the read and score stages need a reader", param_hint="--reader")
-    try:
-        cfg = PrismConfig(
-            benchmarks=[b.strip().lower() for b in benchmark.split(",") if b.strip()],
-            out=out,
-            captioner=captioner_name or captioner + (f"@{captioner_model}" if captioner_model else ""),
-            reader=None if reader is None else reader_name or reader + (f"@{reader_model}" if reader_model else ""),
-            stage=stage,
-            k=k,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            caption_prompt=caption_prompt,
-            question_aware=question_aware,
-            frames=frames,
-            read_mode=read_mode,
-            read_max_new_tokens=read_max_new_tokens,
-            baseline=baseline,
-            limit=limit,
-            caption_batch=caption_batch,
-            read_batch=read_batch,
-            compare=compare,
-            bootstrap=bootstrap,
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise OptionError("--reader is needed for the read and score stages (or give --stage caption)")
+    # The models are loaded only when a stage has work for them; their specs are checked now.
+    if stage in ("caption", "all"):
+        check_model(captioner, role="captioner", flag="--captioner", backend=captioner_backend)
+    if reader is not None and stage in ("read", "all"):
+        check_model(reader, role="reader", flag="--reader", backend=reader_backend)
+    cfg = from_flags(
+        PrismConfig,
+        {"benchmarks": "--benchmark"},
+        benchmarks=[b.strip().lower() for b in benchmark.split(",") if b.strip()],
+        out=out,
+        captioner=captioner_name or captioner + (f"@{captioner_model}" if captioner_model else ""),
+        reader=None if reader is None else reader_name or reader + (f"@{reader_model}" if reader_model else ""),
+        stage=stage,
+        k=k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        caption_prompt=caption_prompt,
+        question_aware=question_aware,
+        frames=frames,
+        read_mode=read_mode,
+        read_max_new_tokens=read_max_new_tokens,
+        baseline=baseline,
+        limit=limit,
+        caption_batch=caption_batch,
+        read_batch=read_batch,
+        compare=compare,
+        bootstrap=bootstrap,
+    )
     from caprl.eval.benchmarks import REGISTRY
 
     unknown = [b for b in cfg.benchmarks if b not in REGISTRY]
     if unknown:
-        raise typer.BadParameter(f"unknown {unknown}; known: {', '.join(REGISTRY)}", param_hint="--benchmark")
+        raise OptionError(
+            f"--benchmark: unknown {', '.join(unknown)}", hint=f"known: {', '.join(REGISTRY)} (caprl eval list)"
+        )
 
     def make_captioner():
         kwargs: dict = {}
-        backend = captioner_backend or ("openai" if captioner.startswith(("http://", "https://")) else "transformers")
+        backend = backend_of(captioner, captioner_backend)
         if backend == "openai" and captioner_model:
             kwargs["model"] = captioner_model
         if backend == "transformers":
@@ -167,7 +184,7 @@ def prism_command(
 
         assert reader is not None
         kwargs: dict = {}
-        backend = reader_backend or ("openai" if reader.startswith(("http://", "https://")) else "transformers")
+        backend = backend_of(reader, reader_backend)
         if backend == "openai" and reader_model:
             kwargs["model"] = reader_model
         if backend == "transformers" and device:
@@ -195,22 +212,19 @@ def prism_command(
                 tasks[key] = bars.add_task(f"{stage_name:<7} {bench}", total=total)
             bars.update(tasks[key], total=total, advance=advance)
 
-        try:
-            report = run_prism(
-                cfg,
-                captioner=make_captioner,
-                reader=make_reader if reader else None,
-                judge=judge_model_obj,
-                paths=paths,
-                progress=progress,
-                log=console.print,
-            )
-        except (DataMissing, JudgeNotConfigured, StageError) as exc:
-            bars.stop()
-            console.print("[red]error:[/]", escape(str(exc)))
-            raise typer.Exit(2) from None
+        report = run_prism(
+            cfg,
+            captioner=make_captioner,
+            reader=make_reader if reader else None,
+            judge=judge_model_obj,
+            paths=paths,
+            progress=progress,
+            log=console.print,
+        )
     if report is None:
         console.print(f"stage {stage} done; records are in {out}")
         return
     console.print(rich_table(report))
+    for line in caption_error_lines(report):
+        console.print(f"warning: {line}", markup=False, highlight=False)
     console.print(f"report: {out / 'report.json'} and {out / 'report.md'}")

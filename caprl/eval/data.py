@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from caprl.data.io import atomic_write
+from caprl.errors import MissingInput
 from caprl.schema import ImageMedia
 
 ENV_PREFIX = "CAPRL_EVAL_"
@@ -37,7 +38,7 @@ DATA_ROOT_ENV = "CAPRL_EVAL_DATA"
 FORMATS = (".parquet", ".arrow", ".tsv", ".json", ".jsonl")
 
 
-class DataMissing(FileNotFoundError):
+class DataMissing(MissingInput):
     """A benchmark's files are not where caprl looked; the message says what to download and where to put it."""
 
 

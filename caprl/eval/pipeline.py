@@ -39,6 +39,9 @@ def run_prism(
     paths = paths or DataPaths()
     say = log or (lambda _msg: None)
     benches = [get_benchmark(b) for b in cfg.benchmarks]
+    for bench in benches:  # every benchmark's data is found before any model loads or any work is done
+        if not bench.builtin:
+            bench.locate(paths, cfg.out)
     lazy_captioner, lazy_reader, lazy_judge = Lazy(captioner, "captioner"), Lazy(reader, "reader"), Lazy(judge, "judge")
     stages = ("caption", "read", "score") if cfg.stage == "all" else (cfg.stage,)
     reports = []

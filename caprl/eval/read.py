@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from caprl.errors import CaprlError
 from caprl.eval.benchmarks.base import Benchmark
 from caprl.eval.caption import Progress, caption_index, unit_id
 from caprl.eval.config import Lazy, PrismConfig
@@ -21,7 +22,7 @@ from caprl.readers.base import LetterQuery, Reader
 BLIND = "blind"
 
 
-class StageError(RuntimeError):
+class StageError(CaprlError, RuntimeError):
     """A stage whose inputs are not there (e.g. reading before captioning)."""
 
 

@@ -143,6 +143,20 @@ def columns(k: int) -> list[str]:
     return ["benchmark", "n", "M_Acc", "95% CI", f"BoN@{k}", "no caption", "parse fail"]
 
 
+def caption_error_lines(report: dict[str, Any]) -> list[str]:
+    """One line per benchmark with captions that failed (their media could not be read). Such a caption scores its
+    questions as wrong, so M_Acc is lower than the captioner's: the line goes wherever M_Acc is shown."""
+    k, out = report["config"]["k"], report["config"].get("out", "OUT")
+    lines = []
+    for b in report["benchmarks"]:
+        if b.get("caption_errors"):
+            lines.append(
+                f"{b['benchmark']}: {b['caption_errors']} of {b['n'] * k} captions failed (media could not be "
+                f"read) and count as wrong answers in M_Acc; errors in {out}/{b['benchmark']}/captions.jsonl"
+            )
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     cfg = report["config"]
     head = columns(cfg["k"])
@@ -158,6 +172,9 @@ def markdown(report: dict[str, Any]) -> str:
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
+    errors = caption_error_lines(report)
+    if errors:
+        lines += ["", "**Caption errors:**", ""] + [f"- {e}" for e in errors]
     extras = [(b["benchmark"], b["extras"], b["scale"]) for b in report["benchmarks"] if b.get("extras")]
     if extras:
         lines += ["", "Secondary metrics (M over k captions):", ""]
@@ -191,7 +208,11 @@ def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
 def rich_table(report: dict[str, Any]):
     from rich.table import Table
 
-    table = Table(title=f"Prism: {report['config']['captioner']} read by {report['config']['reader']}")
+    errors = sum(b.get("caption_errors") or 0 for b in report["benchmarks"])
+    table = Table(
+        title=f"Prism: {report['config']['captioner']} read by {report['config']['reader']}",
+        caption=f"{errors} captions failed and count as wrong: see below" if errors else None,
+    )
     for i, col in enumerate(columns(report["config"]["k"])):
         table.add_column(col, justify="left" if i == 0 else "right")
     for r in rows(report):

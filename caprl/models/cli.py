@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False)
 
 
 @app.callback()
@@ -17,7 +17,7 @@ def _models() -> None:
     # A callback keeps `tiny` a named subcommand even though it is the only one.
 
 
-@app.command()
+@app.command(short_help="A tiny Qwen2.5-VL captioner and Qwen2 reader.")
 def tiny(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory; gets captioner/, reader/, tiny_models.json."),
     seed: int = typer.Option(0, "--seed", help="Seed for the random weights (the tokenizer does not depend on it)."),

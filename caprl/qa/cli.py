@@ -6,9 +6,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True)
+from caprl.errors import OptionError, from_flags
+from caprl.preflight import BackendName, backend_of, check_model, check_rank, existing_path
+from caprl.tables import summary_table
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 console = Console()
 
 
@@ -18,34 +21,40 @@ def _group() -> None:
 
 
 def _vlm(spec: str, backend: str | None, model: str | None, batch_size: int, concurrency: int, device: str | None):
+    """The VLM, checked now and loaded on first use (a rerun with nothing left to do never loads it)."""
     from caprl.annotate.backends import CaptionerSpec
     from caprl.annotate.cli import captioner_options
+    from caprl.lazy import Deferred
 
-    resolved = backend or ("openai" if spec.startswith(("http://", "https://")) else "transformers")
+    resolved = backend_of(spec, backend)
+    check_model(spec, role="captioner", flag="--vlm", backend=resolved)
     options = captioner_options(resolved, batch_size=batch_size, concurrency=concurrency, device=device, model=model)
-    return CaptionerSpec(model=spec, backend=resolved, options=options).build()
+    built = CaptionerSpec(model=spec, backend=resolved, options=options)
+    return Deferred(built.name, built.build)
 
 
-@app.command("generate")
+@app.command("generate", short_help="A VLM writes K MCQs per item (resumable).")
 def generate_command(
     data: Path = typer.Option(..., "--data", help="caprl dataset directory, or a plain image/video folder."),
     vlm: str = typer.Option(..., "--vlm", help="VLM model id/path, or an OpenAI-compatible server URL."),
     out: Path = typer.Option(..., "--out", help="Output directory (records log + a dataset of the questions)."),
-    backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --vlm)."),
+    backend: BackendName | None = typer.Option(None, help="VLM backend (default: from --vlm)."),
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
-    k: int = typer.Option(5, "--k", help="Questions per item (CapRL: 5)."),
-    n_options: int = typer.Option(4, help="Options per question the prompt asks for."),
-    batch_size: int | None = typer.Option(None, help="Items per VLM call (default: 8; openai 4x concurrency)."),
-    concurrency: int = typer.Option(16, help="Requests in flight to an OpenAI-compatible server."),
+    k: int = typer.Option(5, "--k", min=1, help="Questions per item (CapRL: 5)."),
+    n_options: int = typer.Option(4, min=3, max=26, help="Options per question the prompt asks for."),
+    batch_size: int | None = typer.Option(
+        None, min=1, help="Items per VLM call (default: 8; openai 4x concurrency)."
+    ),
+    concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers VLM (cuda, cpu, ...)."),
-    max_new_tokens: int = typer.Option(1024, help="Longest reply in tokens."),
-    temperature: float = typer.Option(0.0, help="0 is greedy (a resumed run asks the same)."),
+    max_new_tokens: int = typer.Option(1024, min=1, help="Longest reply in tokens."),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 is greedy (a resumed run asks the same)."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    rank: int = typer.Option(0, help="This process's part of the items (item index mod world-size == rank)."),
-    world_size: int = typer.Option(1, help="How many processes share the items."),
+    rank: int = typer.Option(0, min=0, help="This process's part of the items (item index mod world-size == rank)."),
+    world_size: int = typer.Option(1, min=1, help="How many processes share the items."),
     retry_failed: bool = typer.Option(False, help="Ask again for this rank's items without usable questions."),
     allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
-    limit: int | None = typer.Option(None, help="Only the first N items."),
+    limit: int | None = typer.Option(None, min=1, help="Only the first N items."),
 ) -> None:
     """A VLM writes K multiple-choice questions per item of DATA; re-run the same command to resume.
 
@@ -56,45 +65,32 @@ def generate_command(
     from caprl.captioners.base import GenerationSettings
     from caprl.qa.generate import generate_qa
 
-    resolved = backend or ("openai" if vlm.startswith(("http://", "https://")) else "transformers")
-    batch_size = batch_size or default_batch_size(resolved, concurrency)
+    existing_path(data, "--data", what="dataset or folder")
+    check_rank(rank, world_size)
+    batch_size = batch_size or default_batch_size(backend_of(vlm, backend), concurrency)
     captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    try:
-        with progress_bar("qa generate", console=console) as on_progress:
-            summary = generate_qa(
-                data,
-                captioner,
-                out,
-                k=k,
-                n_options=n_options,
-                settings=settings,
-                batch_size=batch_size,
-                rank=rank,
-                world_size=world_size,
-                retry_failed=retry_failed,
-                allow_config_change=allow_config_change,
-                limit=limit,
-                on_progress=on_progress,
-            )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    table = Table(title=f"qa generate -> {out}")
-    table.add_column("items", justify="right")
-    table.add_column("already done", justify="right")
-    for status in ("ok", "unparseable", "no_valid_questions", "media_error", "error"):
-        table.add_column(status, justify="right")
-    table.add_column("questions", justify="right")
-    table.add_row(
-        str(summary.items),
-        str(summary.already_done),
-        *(
-            str(summary.by_status.get(s, 0))
-            for s in ("ok", "unparseable", "no_valid_questions", "media_error", "error")
-        ),
-        str(summary.questions),
-    )
-    console.print(table)
+    with progress_bar("qa generate", console=console) as on_progress:
+        summary = generate_qa(
+            data,
+            captioner,
+            out,
+            k=k,
+            n_options=n_options,
+            settings=settings,
+            batch_size=batch_size,
+            rank=rank,
+            world_size=world_size,
+            retry_failed=retry_failed,
+            allow_config_change=allow_config_change,
+            limit=limit,
+            on_progress=on_progress,
+        )
+    statuses = ("ok", "unparseable", "no_valid_questions", "media_error", "error")
+    rows = [("items", summary.items), ("already done", summary.already_done)]
+    rows += [(f"asked now: {s}", summary.by_status.get(s, 0)) for s in statuses]
+    rows.append(("questions written now", summary.questions))
+    console.print(summary_table(f"qa generate -> {out}", rows))
     if summary.repairs:
         console.print("near-misses repaired: " + ", ".join(f"{k} x{v}" for k, v in sorted(summary.repairs.items())))
     console.print(
@@ -103,33 +99,33 @@ def generate_command(
     )
 
 
-@app.command("filter")
+@app.command("filter", short_help="Keep the MCQs that need the media to answer.")
 def filter_command(
     out: Path = typer.Option(..., "--out", help="Output directory (statistics log, kept dataset, summary)."),
     data: Path | None = typer.Option(None, "--data", help="caprl dataset with MCQs (e.g. qa generate's output)."),
     vlm: str | None = typer.Option(None, "--vlm", help="VLM model id/path, or an OpenAI-compatible server URL."),
-    backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --vlm)."),
+    backend: BackendName | None = typer.Option(None, help="VLM backend (default: from --vlm)."),
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
     blind: str | None = typer.Option(
         None, help="Text-only answerer for the without-media leg: a reader id/path or URL (default: --vlm, text only)."
     ),
-    blind_backend: str | None = typer.Option(None, help="transformers | openai | vllm for --blind."),
-    r: int = typer.Option(4, "--r", help="Answers per question with media, and as many without."),
-    hi: float = typer.Option(0.75, help="Keep when accuracy with media > hi."),
-    lo: float = typer.Option(0.25, help="... and accuracy without media < lo."),
-    min_options: int = typer.Option(3, help="Set aside questions with fewer options."),
+    blind_backend: BackendName | None = typer.Option(None, help="Backend of --blind (default: from --blind)."),
+    r: int = typer.Option(4, "--r", min=1, help="Answers per question with media, and as many without."),
+    hi: float = typer.Option(0.75, min=0.0, help="Keep when accuracy with media > hi."),
+    lo: float = typer.Option(0.25, min=0.0, help="... and accuracy without media < lo."),
+    min_options: int = typer.Option(3, min=2, help="Set aside questions with fewer options."),
     near_duplicate: float = typer.Option(
         0.8, help="How alike two words must be spelt to count as one in near-duplicate questions (>1: off)."
     ),
     seed: int = typer.Option(0, help="Seed of the option shuffles (and of sampling)."),
-    max_new_tokens: int = typer.Option(16, help="Longest answer in tokens."),
-    temperature: float = typer.Option(0.0, help="Answer sampling temperature (0: greedy)."),
-    batch_questions: int = typer.Option(16, help="Questions per model call (each is asked 2r times)."),
-    batch_size: int = typer.Option(64, help="Rows per forward of a transformers VLM."),
-    concurrency: int = typer.Option(16, help="Requests in flight to an OpenAI-compatible server."),
+    max_new_tokens: int = typer.Option(16, min=1, help="Longest answer in tokens."),
+    temperature: float = typer.Option(0.0, min=0.0, help="Answer sampling temperature (0: greedy)."),
+    batch_questions: int = typer.Option(16, min=1, help="Questions per model call (each is asked 2r times)."),
+    batch_size: int = typer.Option(64, min=1, help="Rows per forward of a transformers VLM."),
+    concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers VLM."),
-    rank: int = typer.Option(0, help="This process's part of the items (item index mod world-size == rank)."),
-    world_size: int = typer.Option(1, help="How many processes share the items."),
+    rank: int = typer.Option(0, min=0, help="This process's part of the items (item index mod world-size == rank)."),
+    world_size: int = typer.Option(1, min=1, help="How many processes share the items."),
     allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
     rethreshold: bool = typer.Option(
         False, "--rethreshold", help="Apply --hi/--lo to the statistics in --out; ask no model."
@@ -144,55 +140,54 @@ def filter_command(
     from caprl.qa.filter import FilterConfig, filter_qa
     from caprl.qa.filter import rethreshold as apply_thresholds
 
-    try:
-        if rethreshold:
-            summary = apply_thresholds(out, hi=hi, lo=lo, data=data)
-        else:
-            if data is None or vlm is None:
-                raise typer.BadParameter("--data and --vlm are needed (unless --rethreshold)")
-            config = FilterConfig(
-                r=r,
-                hi=hi,
-                lo=lo,
-                min_options=min_options,
-                near_duplicate=near_duplicate,
-                seed=seed,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-            )
-            captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
-            text_leg = None
-            if blind is not None:
-                from caprl.readers import load_reader
+    if rethreshold:
+        summary = apply_thresholds(out, hi=hi, lo=lo, data=data)
+    else:
+        if data is None or vlm is None:
+            raise OptionError("--data and --vlm are needed (unless --rethreshold)")
+        existing_path(data, "--data", what="dataset")
+        check_rank(rank, world_size)
+        if blind is not None:
+            check_model(blind, role="reader", flag="--blind", backend=blind_backend)
+        config = from_flags(
+            FilterConfig,
+            r=r,
+            hi=hi,
+            lo=lo,
+            min_options=min_options,
+            near_duplicate=near_duplicate,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+        )
+        captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
+        text_leg = None
+        if blind is not None:
+            from caprl.readers import load_reader
 
-                text_leg = load_reader(blind, backend=blind_backend)
-            with progress_bar("qa filter", unit="questions", console=console) as on_progress:
-                summary = filter_qa(
-                    data,
-                    captioner,
-                    out,
-                    blind=text_leg,
-                    config=config,
-                    batch_questions=batch_questions,
-                    rank=rank,
-                    world_size=world_size,
-                    allow_config_change=allow_config_change,
-                    on_progress=on_progress,
-                )
-    except (ValueError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from None
-    table = Table(title=f"qa filter (r={summary.r}, keep: acc with > {summary.hi}, without < {summary.lo}) -> {out}")
-    table.add_column("questions / reason")
-    table.add_column("count", justify="right")
-    table.add_row("questions", str(summary.questions))
-    table.add_row("[bold]kept", f"[bold]{summary.kept}")
-    for reason, count in summary.by_reason.items():
-        table.add_row(f"dropped: {reason}", str(count))
-    table.add_row("items with a kept question", f"{summary.items_kept} / {summary.items}")
+            text_leg = load_reader(blind, backend=blind_backend)
+        with progress_bar("qa filter", unit="questions", console=console) as on_progress:
+            summary = filter_qa(
+                data,
+                captioner,
+                out,
+                blind=text_leg,
+                config=config,
+                batch_questions=batch_questions,
+                rank=rank,
+                world_size=world_size,
+                allow_config_change=allow_config_change,
+                on_progress=on_progress,
+            )
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    table.add_row(
-        "mean accuracy with / without media",
-        f"{fmt(summary.mean_accuracy_with_media)} / {fmt(summary.mean_accuracy_without_media)}",
-    )
-    table.add_row("unreadable answers", str(summary.unparsed_answers))
-    console.print(table)
+    rows: list[tuple[str, object]] = [("questions", summary.questions), ("kept", summary.kept)]
+    rows += [(f"dropped: {reason}", count) for reason, count in summary.by_reason.items()]
+    rows += [
+        ("items with a kept question", f"{summary.items_kept} / {summary.items}"),
+        ("accuracy with / without media", f"{fmt(summary.mean_accuracy_with_media)} / "
+         f"{fmt(summary.mean_accuracy_without_media)}"),
+        ("unreadable answers", summary.unparsed_answers),
+        ("asked now / already done", f"{summary.asked_now} / {summary.already_done}"),
+    ]
+    title = f"qa filter -> {out} (r={summary.r}; kept: accuracy with media > {summary.hi}, without < {summary.lo})"
+    console.print(summary_table(title, rows))

@@ -38,6 +38,8 @@ from caprl.annotate.store import check_run_config, read_run_config
 from caprl.captioners.base import Captioner
 from caprl.data.io import Dataset, atomic_write, read_dataset, write_dataset
 from caprl.data.media import MediaError
+from caprl.errors import RunStateError
+from caprl.lazy import unwrap
 from caprl.qa.answer import AnswerTask, LegStats, TextGenerator, answer_both_ways, text_only
 from caprl.qa.checks import find_duplicates, option_problem
 from caprl.qa.dataset import with_mcqs
@@ -184,7 +186,7 @@ def filter_qa(
         raise ValueError(f"batch_questions must be >= 1, got {batch_questions}")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-    blind = blind if blind is not None else text_only(vlm)
+    blind = blind if blind is not None else text_only(unwrap(vlm))
     ds = read_dataset(data)
     out = Path(out)
     run = {
@@ -298,16 +300,27 @@ def filter_qa(
         log.append(records)
         if on_progress:
             on_progress(len(chunk), total)
-    summary = write_filtered(out, ds, hi=config.hi, lo=config.lo)
-    summary.asked_now = total
-    summary.already_done = len(done)
-    summary.seconds = time.perf_counter() - start
-    return summary
+    return write_filtered(
+        out, ds, hi=config.hi, lo=config.lo, asked_now=total, already_done=len(done), started=start
+    )
 
 
-def write_filtered(out: str | Path, ds: Dataset, *, hi: float, lo: float) -> FilterSummary:
-    """Decide every question with ``hi``/``lo`` from the stored statistics; write the dataset and the summary."""
+def write_filtered(
+    out: str | Path,
+    ds: Dataset,
+    *,
+    hi: float,
+    lo: float,
+    asked_now: int = 0,
+    already_done: int | None = None,
+    started: float | None = None,
+) -> FilterSummary:
+    """Decide every question with ``hi``/``lo`` from the stored statistics; write the dataset and the summary.
+
+    ``asked_now``, ``already_done`` (default: every stored question) and the time since ``started`` (a
+    ``time.perf_counter()``) describe the run that got here; they are in the summary file as well."""
     out = Path(out)
+    started = time.perf_counter() if started is None else started
     records = read_stats(out)
     by_item: dict[str, dict[int, QuestionRecord]] = {}
     for rec in records:
@@ -355,6 +368,9 @@ def write_filtered(out: str | Path, ds: Dataset, *, hi: float, lo: float) -> Fil
         summary.mean_accuracy_without_media = sum(acc_without) / len(acc_without)
     manifest = {"source": "caprl.qa.filter", "from": str(ds.root), "hi": hi, "lo": lo, "r": r}
     write_dataset(kept_samples, out, manifest=manifest)
+    summary.asked_now = asked_now
+    summary.already_done = len(records) - asked_now if already_done is None else already_done
+    summary.seconds = time.perf_counter() - started
     text = summary.model_dump_json(indent=2) + "\n"
     atomic_write(out / SUMMARY_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return summary
@@ -364,6 +380,6 @@ def rethreshold(out: str | Path, *, hi: float, lo: float, data: str | Path | Non
     """Apply other thresholds to stored statistics: no model is asked. ``data`` defaults to the filtered one."""
     run = read_run_config(out)
     if not run:
-        raise FileNotFoundError(f"{out}: no filter run here (run.json missing)")
+        raise RunStateError(f"{out}: no filter run here (no run.json)", hint="run caprl qa filter --data ... first")
     source = data if data is not None else run["data"]
     return write_filtered(out, read_dataset(source), hi=hi, lo=lo)

@@ -118,6 +118,13 @@ def generate_qa(
     """Ask ``captioner`` for ``k`` MCQs about every item of ``data`` that ``out`` has no record of; write the
     records, then the dataset of all items with questions (all ranks' records so far)."""
     settings = settings or DEFAULT_SETTINGS
+    # Arguments are checked before check_run_config records them (a rejected k must not become the settings the
+    # corrected command is compared with).
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    prompts = {m: generation_prompt(k, m, n_options=n_options) for m in ("image", "video")}
     source = open_source(data, limit=limit)
     out = Path(out)
     config = {
@@ -137,8 +144,6 @@ def generate_qa(
     done: set[str] = set()
     for each in logs(out):
         done |= each.keys()
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
     mine = [it for it in source.items if it.index % world_size == rank]
     todo = [it for it in mine if it.id not in done]
     summary = GenerateSummary(out=str(out), items=len(mine), already_done=len(mine) - len(todo))
@@ -146,7 +151,6 @@ def generate_qa(
         on_progress(0, len(todo))
     statuses: Counter[str] = Counter()
     repairs: Counter[str] = Counter()
-    prompts = {m: generation_prompt(k, m, n_options=n_options) for m in ("image", "video")}
 
     def prompt(item: WorkItem) -> str:
         return prompts[item.modality]

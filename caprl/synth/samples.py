@@ -6,11 +6,14 @@ of ``n=100`` (same ids, same bytes), and any item can be regenerated on its own.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from caprl.data.io import write_dataset
+from caprl.data.io import JSONL_NAME, MANIFEST_NAME, PARQUET_NAME, write_dataset
+from caprl.errors import RunStateError
 from caprl.schema import DEFAULT_IMAGE_PROMPT, DEFAULT_VIDEO_PROMPT, FrameSampling, ImageMedia, Sample, VideoMedia
 from caprl.synth.captions import make_captions
 from caprl.synth.questions import make_mcqs
@@ -105,12 +108,48 @@ def _check_n(n: int) -> None:
         raise ValueError(f"n must be at least 1, got {n}")
 
 
+# The media files this module writes (see image_sample_id / video_sample_id and make_*_sample).
+_OWN_MEDIA = re.compile(r"^shapes-(img|vid)-s-?\d+-\d+\.(png|mp4)$")
+
+
+def clear_previous(out: Path) -> int:
+    """Make ``out`` ready for a new shapes dataset; returns how many samples a previous one there had.
+
+    A shapes dataset already there (or what a killed run left of one) is replaced cleanly: its samples file,
+    manifest and media are removed first, so a smaller new dataset leaves no orphaned media behind. A folder
+    holding anything else is refused: nothing a user put there is ever deleted."""
+    files = [p for p in out.rglob("*") if p.is_file()] if out.is_dir() else ([out] if out.exists() else [])
+    if not files:
+        return 0
+    media = [out / "media" / "images", out / "media" / "videos"]
+    own = {p for p in files if p.parent in media and _OWN_MEDIA.match(p.name)}
+    manifest = out / MANIFEST_NAME
+    try:
+        info = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = None
+    made_here = isinstance(info, dict) and info.get("source") == "caprl.synth"
+    if made_here:
+        own |= {out / name for name in (PARQUET_NAME, JSONL_NAME, MANIFEST_NAME)}
+    strangers = [p for p in files if p not in own]
+    if strangers:
+        raise RunStateError(
+            f"--out {out}: holds files caprl synth did not make (e.g. {strangers[0]})",
+            hint="choose a new or empty folder (nothing in it is deleted)",
+        )
+    n = int(info.get("n_samples", 0)) if made_here else 0  # type: ignore[union-attr]
+    for p in own:
+        p.unlink(missing_ok=True)
+    return n
+
+
 def generate_image_dataset(
     n: int, out_dir: str | Path, *, seed: int = 0, size: int = 224, progress: bool = True
 ) -> Path:
     """Write ``n`` shapes images (``media/images/*.png``) and ``samples.parquet`` to ``out_dir``; returns the dir."""
     _check_n(n)
     out = Path(out_dir)
+    clear_previous(out)
     samples = []
     for i in _track(range(n), n, "shapes images", progress):
         sample, png = make_image_sample(i, seed=seed, size=size)
@@ -140,6 +179,7 @@ def generate_video_dataset(
     """
     _check_n(n)
     out = Path(out_dir)
+    clear_previous(out)
     codec = codec or default_codec()
     sampling = FrameSampling(fps=sample_fps, max_frames=max_frames)
     samples = []

@@ -2,9 +2,11 @@
 
 A record holds ``step``, ``reward_mean``, ``reward_std``, the reward parts (``reward_qa``, ``reward_accuracy``,
 ``reward_length``, ``reward_timestamp``), ``caption_tokens_mean``, ``parse_failures``, ``reward_wait_s``,
-``step_s``, ``reward_wait_share``, ``lr``, the ``sample_ids`` of the step's prompts in batch order, and TRL's own
-logged values (loss, entropy, clip ratios, ...) under ``trl`` when it logged that step. Files are append-only; on
-resume they are cut back to the checkpoint's step first (:func:`truncate_jsonl`), so every step appears once.
+``step_s``, ``reward_wait_share``, ``lr``, the ``sample_ids`` of the step's prompts in batch order,
+``media_skipped`` (samples skipped so far because their media could not be read; each one is in
+``media_errors.jsonl`` with the step it failed at), and TRL's own logged values (loss, entropy, clip ratios, ...)
+under ``trl`` when it logged that step. Files are append-only; on resume they are cut back to the checkpoint's step
+first (:func:`truncate_jsonl`), so every step appears once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from caprl.train.records import METRICS_FILE, SAMPLES_FILE
+from caprl.train.records import MEDIA_ERRORS_FILE, METRICS_FILE, SAMPLES_FILE
 from caprl.train.reward import CaptionReward, summarize
 
 
@@ -59,6 +61,9 @@ class MetricsCallback(TrainerCallback):
         record["lr"] = float(scheduler.get_last_lr()[0]) if scheduler is not None else None
         record["fresh"] = not stats.empty  # False: no captions were generated this step (reused generations)
         record["sample_ids"] = stats.sample_ids
+        for failure in self.reward.data.take_unreadable():
+            self._append(MEDIA_ERRORS_FILE, {"step": state.global_step, **failure})
+        record["media_skipped"] = len(self.reward.data.unreadable)
         record["time"] = time.time()
         self._pending = record
         if stats.captions:

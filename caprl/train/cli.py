@@ -20,23 +20,44 @@ def train_command(
     """GRPO/RLOO-train a captioner with the CapRL reward (TRL, images and videos).
 
     Writes RUN_DIR/metrics.jsonl, samples.jsonl, checkpoints/, tb/ and final/ (HF weights). Running the same
-    command again after an interruption resumes from the last checkpoint (checkpoint.resume=auto).
+    command again after an interruption resumes from the last checkpoint (checkpoint.resume=auto); running it
+    after the run is complete changes nothing (raise optim.max_steps to train on).
+
+    \b
+    The CPU demo config needs its paths on the command line, e.g.:
+      caprl train --config configs/demo-cpu.yaml run_dir=runs/train \\
+        data.train=data/shapes model.policy=models/tiny/captioner \\
+        reward.reader=models/tiny/reader optim.max_steps=2
     """
     from caprl.train.config import dump_config, load_config
 
-    try:
-        cfg = load_config(config, overrides or [])
-    except (ValueError, OSError) as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    cfg = load_config(config, overrides or [])
     if print_config:
         console.print(dump_config(cfg), markup=False)
         return
     from caprl.train.run import train
 
     result = train(cfg)
-    resumed = f", resumed from step {result.resumed_from}" if result.resumed_from is not None else ""
+    if result.complete_before:
+        console.print(
+            f"run complete: {result.run_dir} already has {result.steps} steps (optim.max_steps="
+            f"{cfg.optim.max_steps}); nothing to do. Weights: {result.final_dir}",
+            markup=False,
+            highlight=False,
+        )
+        return
+    start = result.resumed_from or 0
+    resumed = f" (resumed from step {start})" if result.resumed_from is not None else ""
     console.print(
-        f"trained {result.steps} steps in {result.wall_s:.0f} s{resumed}; weights: {result.final_dir}; "
-        f"metrics: {result.run_dir / 'metrics.jsonl'}"
+        f"trained {result.steps - start} steps in {result.wall_s:.0f} s{resumed}; weights: {result.final_dir}; "
+        f"metrics: {result.run_dir / 'metrics.jsonl'}",
+        markup=False,
+        highlight=False,
     )
+    if result.media_skipped:
+        console.print(
+            f"skipped {result.media_skipped} samples whose media could not be read: "
+            f"{result.run_dir / 'media_errors.jsonl'}",
+            markup=False,
+            highlight=False,
+        )

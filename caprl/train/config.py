@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from caprl.errors import ConfigError, MissingInput, describe_validation
 from caprl.schema import FrameSampling
 
 
@@ -38,8 +39,9 @@ class LoraSettings(_Section):
 
 
 class ModelSettings(_Section):
-    policy: str = "Qwen/Qwen2.5-VL-3B-Instruct"
-    """Hub id or local directory of the captioner (any VLM whose processor takes ``images=``/``videos=``)."""
+    policy: str
+    """Hub id or local directory of the captioner (any VLM whose processor takes ``images=``/``videos=``). No
+    default: a config that forgot it must say so, not quietly fetch a hub model the machine may not reach."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """``auto``: bfloat16 on a GPU that supports it, float32 otherwise."""
     attn_implementation: str | None = None
@@ -169,7 +171,7 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, ge=1)
     """Torch intra-op threads (None: torch's default)."""
-    model: ModelSettings = Field(default_factory=ModelSettings)
+    model: ModelSettings
     data: DataSettings
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     algorithm: AlgorithmSettings = Field(default_factory=AlgorithmSettings)
@@ -202,7 +204,7 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ValueError(f"override {key!r}: {part!r} is not a section")
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value
 
@@ -212,20 +214,51 @@ def apply_overrides(tree: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"override {item!r} is not of the form key=value")
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.max_steps=10)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
+        _set_dotted(tree, key.strip(), value)
     return tree
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    return getattr(exc, "problem", None) or str(exc).splitlines()[0]
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file; a missing file, bad encoding or syntax error is a ``ConfigError`` with the file
+    and the 1-based line."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingInput(f"--config {path}: no such file")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({_yaml_problem(exc)})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file must hold a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), **base: Any) -> TrainConfig:
-    """A config from a YAML file (relative paths inside it stay as written) with overrides applied on top."""
+    """A config from a YAML file (relative paths inside it stay as written) with overrides applied on top. Any
+    problem is a ``ConfigError`` naming the file, line or field (``optim.max_steps: ...``)."""
     tree: dict[str, Any] = dict(base)
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping, got {type(loaded).__name__}")
-        tree.update(loaded)
-    return TrainConfig.model_validate(apply_overrides(tree, overrides))
+        tree.update(_read_yaml(path))
+    try:
+        return TrainConfig.model_validate(apply_overrides(tree, overrides))
+    except ValidationError as exc:
+        missing = [".".join(map(str, e["loc"])) for e in exc.errors() if e["type"] == "missing"]
+        hint = f"set it in the config file, or add {missing[0]}=... to the command" if missing else None
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{describe_validation(exc)}", hint=hint) from None
 
 
 def dump_config(cfg: TrainConfig) -> str:

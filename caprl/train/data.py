@@ -3,6 +3,9 @@
 TRL collects images from dataset columns and no video at all, so rows carry no media here: the trainer loads it by
 ``sample_id`` (:class:`TrainData.media`) and builds the processor inputs itself, the same way for images and
 videos (see ``caprl.train.media``). MCQs stay in memory, keyed by ``sample_id``, for the reward.
+
+A sample whose media cannot be read when its turn comes is not a crash at step N: it is recorded
+(:meth:`TrainData.readable`), never tried again, and the trainer puts the next readable sample in its place.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 from PIL import Image
 
 from caprl.data.io import read_dataset
-from caprl.data.media import VideoFrames, load_media
+from caprl.data.media import MediaError, VideoFrames, load_media
+from caprl.errors import InputError
 from caprl.schema import MCQ, Sample, VideoMedia
 from caprl.train.config import DataSettings
 
@@ -63,10 +67,13 @@ class TrainData:
             if settings.max_samples and len(items) >= settings.max_samples:
                 break
         if not items:
-            raise ValueError(f"{settings.train}: no samples with MCQs to train on")
+            raise InputError(f"data.train={settings.train}: no samples with MCQs to train on")
         self.items = items
         self._cache: OrderedDict[str, Image.Image | VideoFrames] = OrderedDict()
         self._cache_size = cache_size
+        self.unreadable: dict[str, str] = {}
+        """Samples whose media could not be read: id -> the reason. They are skipped for the rest of the run."""
+        self._new_unreadable: list[dict[str, str]] = []
 
     def __len__(self) -> int:
         return len(self.items)
@@ -80,14 +87,42 @@ class TrainData:
         msgs = [{"role": "system", "content": self.settings.system}] if self.settings.system else []
         return [*msgs, {"role": "user", "content": item.instruction}]
 
+    def row(self, sample_id: str) -> dict[str, Any]:
+        """A sample's row as TRL's sampler hands it over: ``prompt``, ``sample_id``, ``modality``."""
+        it = self.items[sample_id]
+        return {"prompt": self.messages(it), "sample_id": it.id, "modality": it.modality}
+
     def hf_dataset(self):
-        """The rows TRL's sampler walks: ``prompt``, ``sample_id``, ``modality``."""
+        """The rows TRL's sampler walks (see :meth:`row`)."""
         from datasets import Dataset
 
-        rows = [
-            {"prompt": self.messages(it), "sample_id": it.id, "modality": it.modality} for it in self.items.values()
-        ]
-        return Dataset.from_list(rows)
+        return Dataset.from_list([self.row(sid) for sid in self.items])
+
+    def readable(self, sample_id: str) -> bool:
+        """Whether the sample's media loads; a failure is recorded once (see :meth:`take_unreadable`)."""
+        if sample_id in self.unreadable:
+            return False
+        try:
+            self.media(sample_id)
+        except MediaError as exc:
+            self.unreadable[sample_id] = str(exc)
+            self._new_unreadable.append({"id": sample_id, "error": str(exc)})
+            return False
+        return True
+
+    def substitute(self, sample_id: str) -> str:
+        """The sample that trains in place of an unreadable one: the next readable one in the data's order."""
+        ids = list(self.items)
+        start = ids.index(sample_id)
+        for sid in ids[start + 1 :] + ids[:start]:
+            if self.readable(sid):
+                return sid
+        raise InputError(f"data.train={self.settings.train}: no sample has media that can be read")
+
+    def take_unreadable(self) -> list[dict[str, str]]:
+        """Failures recorded since the last call (``id``, ``error``)."""
+        out, self._new_unreadable = self._new_unreadable, []
+        return out
 
     def media(self, sample_id: str) -> Image.Image | VideoFrames:
         """Decoded media of a sample (images as RGB PIL, videos as sampled frames), cached."""

@@ -12,6 +12,7 @@ from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
+MEDIA_ERRORS_FILE = "media_errors.jsonl"  # samples skipped because their media could not be read
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from caprl.errors import ConfigError
 from caprl.reward.engine import RewardConfig, RewardEngine, RewardItem, RewardResult
 from caprl.train.config import RewardSettings
 from caprl.train.data import TrainData
@@ -60,7 +61,7 @@ def make_scorer(settings: RewardSettings) -> Scorer:
     if settings.service is not None:
         key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
         if settings.api_key_env and not key:
-            raise ValueError(f"reward.api_key_env: the environment variable {settings.api_key_env} is not set")
+            raise ConfigError(f"reward.api_key_env: the environment variable {settings.api_key_env} is not set")
         return ServiceScorer(settings.urls(), settings.options(), api_key=key, timeout=settings.timeout_s)
     from caprl.readers import load_reader
 

@@ -6,16 +6,21 @@ Run directory::
     RUN_DIR/metrics.jsonl          one record per optimizer step (see caprl.train.callbacks)
     RUN_DIR/samples.jsonl          a few captions per step with their rewards
     RUN_DIR/checkpoints/checkpoint-N/   every checkpoint.save_steps: weights, processor, optimizer, RNG states
+    RUN_DIR/media_errors.jsonl     samples skipped because their media could not be read (id, error, step)
     RUN_DIR/tb/                    TensorBoard events
     RUN_DIR/final/                 the trained captioner (save_pretrained + processor; LoRA merged)
+    RUN_DIR/final/caprl_train.json how many steps the run had when ``final/`` was written
 
 Resume: with ``checkpoint.resume: auto`` a run directory that holds checkpoints continues from the last one:
 weights, optimizer, scheduler, RNG states and the position in the (seeded) data order all come back, so the next
-step sees the batch it would have seen without the interruption; metric files are cut back to that step.
+step sees the batch it would have seen without the interruption; metric files are cut back to that step. A run
+whose ``final/`` already holds ``optim.max_steps`` steps is complete: running it again changes nothing (raise
+``optim.max_steps`` to train on from its last checkpoint).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -25,14 +30,17 @@ from typing import Any
 
 import torch
 
+from caprl.errors import RunStateError
+from caprl.preflight import check_model, existing_path
 from caprl.train.callbacks import MetricsCallback, QuietProgress
 from caprl.train.config import TrainConfig, dump_config
 from caprl.train.data import TrainData
-from caprl.train.records import METRICS_FILE, SAMPLES_FILE, truncate_jsonl
+from caprl.train.records import MEDIA_ERRORS_FILE, METRICS_FILE, SAMPLES_FILE, truncate_jsonl
 from caprl.train.reward import CaptionReward, Scorer, make_scorer
 
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
+FINAL_INFO = "caprl_train.json"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -43,6 +51,10 @@ class TrainResult:
     steps: int
     resumed_from: int | None
     wall_s: float
+    complete_before: bool = False
+    """The run already had its ``optim.max_steps`` steps: nothing was loaded, trained or written."""
+    media_skipped: int = 0
+    """Samples skipped because their media could not be read (listed in ``media_errors.jsonl``)."""
 
 
 def last_checkpoint(run_dir: str | Path) -> Path | None:
@@ -72,14 +84,34 @@ def resolve_resume(cfg: TrainConfig) -> Path | None:
         return found
     if mode == "never":
         if found is not None:
-            raise FileExistsError(
-                f"{cfg.run_dir} already holds {found.name}: use another run_dir, or checkpoint.resume=auto"
+            raise RunStateError(
+                f"{cfg.run_dir} already holds {found.name}", hint="use another run_dir, or checkpoint.resume=auto"
             )
         return None
     path = Path(mode)
     if not (path / "trainer_state.json").exists():
-        raise FileNotFoundError(f"checkpoint.resume={mode}: no finished checkpoint there")
+        raise RunStateError(f"checkpoint.resume={mode}: no finished checkpoint there (no trainer_state.json)")
     return path
+
+
+def trained_steps(run_dir: str | Path) -> int | None:
+    """How many steps the weights in ``RUN_DIR/final`` had when they were written (None: no final weights)."""
+    final = Path(run_dir) / FINAL
+    info = final / FINAL_INFO
+    if info.exists():
+        return int(json.loads(info.read_text(encoding="utf-8"))["steps"])
+    if (final / "config.json").exists():  # written before caprl_train.json existed: the last checkpoint tells
+        ckpt = last_checkpoint(run_dir)
+        return checkpoint_step(ckpt) if ckpt is not None else None
+    return None
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """What a run needs and can be checked before any model loads: the data, the policy, the reader."""
+    existing_path(cfg.data.train, "data.train", what="dataset")
+    check_model(cfg.model.policy, role="captioner", flag="model.policy")
+    if cfg.reward.reader is not None:
+        check_model(cfg.reward.reader, role="reader", flag="reward.reader")
 
 
 def _device(cfg: TrainConfig) -> str:
@@ -179,7 +211,7 @@ def grpo_args(cfg: TrainConfig, device: str, dtype: torch.dtype, suppress: list[
 def _prepare_run_dir(cfg: TrainConfig, resume: Path | None) -> None:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     step = checkpoint_step(resume) if resume is not None else 0
-    for name in (METRICS_FILE, SAMPLES_FILE):
+    for name in (METRICS_FILE, SAMPLES_FILE, MEDIA_ERRORS_FILE):
         truncate_jsonl(cfg.run_dir / name, step)
     (cfg.run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
 
@@ -252,19 +284,26 @@ def build_trainer(cfg: TrainConfig, scorer: Scorer, callbacks: list[Any] | None 
 
 
 def train(cfg: TrainConfig, *, scorer: Scorer | None = None, callbacks: list[Any] | None = None) -> TrainResult:
-    """Run (or resume) a training run; returns where the weights went. A reward failure raises."""
+    """Run (or resume) a training run; returns where the weights went. A reward failure raises. A run that is
+    complete already (``final/`` has ``optim.max_steps`` steps) returns at once with ``complete_before``."""
     t0 = time.perf_counter()
+    resume = resolve_resume(cfg)
+    done = trained_steps(cfg.run_dir) if cfg.checkpoint.resume == "auto" else None
+    if done is not None and done >= cfg.optim.max_steps:
+        return TrainResult(cfg.run_dir, cfg.run_dir / FINAL, done, None, time.perf_counter() - t0, complete_before=True)
+    check_inputs(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    resume = resolve_resume(cfg)
     _prepare_run_dir(cfg, resume)
     own = scorer is None
     scorer = scorer or make_scorer(cfg.reward)
     try:
         trainer = build_trainer(cfg, scorer, callbacks)
         trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-        final = save_final(trainer, cfg.run_dir / FINAL)
         steps = trainer.state.global_step
+        final = save_final(trainer, cfg.run_dir / FINAL)
+        info = json.dumps({"steps": steps, "max_steps": cfg.optim.max_steps}) + "\n"
+        (final / FINAL_INFO).write_text(info, encoding="utf-8")
     finally:
         if own:
             scorer.close()
@@ -274,4 +313,5 @@ def train(cfg: TrainConfig, *, scorer: Scorer | None = None, callbacks: list[Any
         steps=steps,
         resumed_from=checkpoint_step(resume) if resume is not None else None,
         wall_s=time.perf_counter() - t0,
+        media_skipped=len(trainer.train_data.unreadable),
     )

@@ -45,7 +45,18 @@ class CaptionGRPOTrainer(GRPOTrainer):
 
     # -- generation -------------------------------------------------------------------------------------------------
 
+    def _readable_inputs(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The batch with every sample whose media cannot be read replaced, in all its rows, by the next readable
+        sample: the group structure (G consecutive rows per prompt) stays whole, and the step goes on."""
+        data = self.train_data
+        ids = dict.fromkeys(x["sample_id"] for x in inputs)
+        swap = {sid: data.substitute(sid) for sid in ids if not data.readable(sid)}
+        if not swap:
+            return inputs
+        return [{**x, **data.row(swap[x["sample_id"]])} if x["sample_id"] in swap else x for x in inputs]
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        inputs = self._readable_inputs(inputs)
         self._batch_ids = [x["sample_id"] for x in inputs]
         try:
             out = super()._generate_and_score_completions(inputs)

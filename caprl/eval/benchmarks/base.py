@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from caprl.errors import InputError
 from caprl.eval import extract, prompts
 from caprl.eval.data import DataPaths, DataSpec, MediaStore, data_files, image_bytes, read_rows
 from caprl.eval.metrics.anls import anls
@@ -30,7 +31,7 @@ from caprl.schema import DEFAULT_IMAGE_PROMPT, DEFAULT_VIDEO_PROMPT, LETTERS, Fr
 DEFAULT_FRAMES = FrameSampling(num_frames=128, max_frames=128)
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(InputError):
     """Benchmark rows that cannot be turned into items (names the file and row)."""
 
 

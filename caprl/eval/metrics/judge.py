@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from caprl.errors import CaprlError
 from caprl.eval.types import stable_id
 
 JUDGE_URL_ENV = "CAPRL_JUDGE_URL"
@@ -20,7 +21,7 @@ JUDGE_MODEL_ENV = "CAPRL_JUDGE_MODEL"
 JUDGE_KEY_ENV = "CAPRL_JUDGE_API_KEY"
 
 
-class JudgeNotConfigured(RuntimeError):
+class JudgeNotConfigured(CaprlError, RuntimeError):
     """A benchmark needs an LLM judge and none was given."""
 
 

@@ -1,0 +1,131 @@
+"""Checks a command makes before it loads any model or writes anything: paths that exist, model folders of the
+right kind, ports that can be bound, option values that go together. Each failure is a ``CaprlError`` naming the
+flag and the value, so a mistake costs a second, not a model load.
+
+>>> check_model("models/tiny/reader", role="reader", flag="--reader")      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Literal
+
+from caprl.errors import InputError, MissingInput, OptionError
+
+Role = Literal["reader", "captioner"]
+BackendName = Literal["transformers", "openai", "vllm"]
+
+# A Hugging Face repo id: "name" or "namespace/name" (letters, digits, "-", "_", ".").
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_TINY_HINT = "build local tiny models with `caprl models tiny --out models/tiny`"
+
+
+def is_url(spec: str) -> bool:
+    return spec.startswith(("http://", "https://"))
+
+
+def named(flag: str, value: object) -> str:
+    """How a message names a value: ``--data x`` for a flag, ``data.train=x`` for a config key."""
+    return f"{flag} {value}" if flag.startswith("-") else f"{flag}={value}"
+
+
+def existing_path(path: str | Path, flag: str, *, what: str = "file or folder") -> Path:
+    """``path`` if it exists, else a ``MissingInput`` naming the flag."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise MissingInput(f"{named(flag, path)}: no such {what}")
+    return p
+
+
+def looks_local(spec: str) -> bool:
+    """Whether ``spec`` can only be meant as a local path (so it must never reach the hub resolver): it starts like a
+    path, is not a valid repo id, or its first part is a folder here (``models/nope`` when ``models/`` exists)."""
+    if spec.startswith(("/", ".", "~")) or "\\" in spec or spec.endswith("/") or not _HUB_ID.match(spec):
+        return True
+    head = spec.split("/", 1)[0]
+    return "/" in spec and Path(head).is_dir()
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def _check_kind(folder: Path, spec: str, role: Role, flag: str) -> None:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise InputError(f"{named(flag, spec)}: not a model folder (no config.json)", hint=_TINY_HINT)
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{named(flag, spec)}: config.json is not valid JSON ({exc})") from None
+    is_vlm = isinstance(config, dict) and "vision_config" in config
+    if role == "reader" and is_vlm:
+        raise InputError(
+            f"{named(flag, spec)}: a vision-language model (a captioner); the reader is a text-only language model",
+            hint="e.g. models/tiny/reader from `caprl models tiny`",
+        )
+    if role == "captioner" and not is_vlm:
+        raise InputError(
+            f"{named(flag, spec)}: a text-only model; a captioner is a vision-language model (config.json has no "
+            "vision_config)",
+            hint="e.g. models/tiny/captioner from `caprl models tiny`",
+        )
+
+
+def check_model(spec: str, *, role: Role, flag: str, backend: str | None = None) -> None:
+    """Fail now, with one line, when ``spec`` cannot be the ``role`` model: a local-looking path that does not exist,
+    a folder that is not a model or is the other kind, a hub id that is not cached while the hub is offline.
+    Server URLs and non-local backends are checked when they are first called."""
+    if is_url(spec) or backend == "openai":
+        return
+    folder = Path(spec).expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            raise InputError(f"{named(flag, spec)}: a file, not a model folder")
+        _check_kind(folder, spec, role, flag)
+        return
+    if looks_local(spec):
+        raise MissingInput(f"{named(flag, spec)}: no such model folder", hint=_TINY_HINT)
+    if _hub_offline() and not _in_hub_cache(spec):
+        raise MissingInput(
+            f"{named(flag, spec)}: not a local folder, and not in the Hugging Face cache (HF_HUB_OFFLINE is set)",
+            hint=f"give a local model folder; {_TINY_HINT}",
+        )
+
+
+def check_port(host: str, port: int, flag: str = "--port") -> None:
+    """Fail now when ``host:port`` cannot be listened on (in use, or not an address of this machine)."""
+    if not 0 < port < 65536:
+        raise OptionError(f"{named(flag, port)}: a port is a number from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OptionError(f"--host {host}: not an address this machine knows ({exc.strerror})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        # The server sets SO_REUSEADDR too: a port in TIME_WAIT after a restart is free for it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            raise OptionError(f"{named(flag, port)}: cannot listen on {host}:{port} ({exc.strerror})") from None
+
+
+def check_rank(rank: int, world_size: int) -> None:
+    if not 0 <= rank < world_size:
+        raise OptionError(f"--rank {rank}: must be in [0, --world-size {world_size})")
+
+
+def backend_of(spec: str, backend: str | None) -> str:
+    """The backend a model spec resolves to when none is given: a URL is a server, anything else transformers."""
+    return backend or ("openai" if is_url(spec) else "transformers")
