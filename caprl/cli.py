@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import IO, Any
+from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -28,31 +27,25 @@ from caprl.synth.cli import app as synth_app
 from caprl.train.cli import train_command
 
 
-class _Reported(click.ClickException):
-    """How a ``CaprlError`` leaves the command: ``error: MESSAGE`` and ``hint: HINT`` on stderr."""
-
-    def __init__(self, error: CaprlError) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.exit_code = error.exit_code
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        lines = [f"error: {self.error}"]
-        if self.error.hint:
-            lines.append(f"hint: {self.error.hint}")
-        click.echo("\n".join(lines), file=file, err=file is None)
+def report(error: CaprlError) -> None:
+    """A ``CaprlError`` as the user sees it: ``error: MESSAGE`` and ``hint: HINT`` on stderr."""
+    typer.echo(f"error: {error}", err=True)
+    if error.hint:
+        typer.echo(f"hint: {error.hint}", err=True)
 
 
 class CaprlGroup(TyperGroup):
-    """The ``caprl`` command group: the one handler that turns a ``CaprlError`` into its message."""
+    """The ``caprl`` command group: the one handler that turns a ``CaprlError`` into its message and exit code.
+    (A group's ``invoke`` runs the chosen subcommand inside it, so every command's errors pass through here.)"""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except CaprlError as exc:
             if ctx.params.get("debug") or debug_enabled():
                 raise
-            raise _Reported(exc) from None
+            report(exc)
+            raise typer.Exit(exc.exit_code) from None
 
 
 def quiet_libraries(debug: bool) -> None:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 
-def summary_table(title: str, rows: Sequence[tuple[str, object]]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
+def summary_table(title: str, rows: Sequence[tuple[str, object]]) -> Group:
+    """The title on its own line (a long output path wraps at the terminal's width, not the table's), then the
+    table."""
+    table = Table(show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right", overflow="fold")
     for name, value in rows:
         table.add_row(name, str(value))
-    return table
+    return Group(Text(title), table)

@@ -19,6 +19,18 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory):
     return build_tiny_models(tmp_path_factory.mktemp("tiny_models"), seed=0)
 
 
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Makes loading any transformers model an error: for checks that a command gives up (or finds nothing to do)
+    before it loads one."""
+    from transformers import PreTrainedModel
+
+    def refuse(cls, *args, **kwargs):
+        raise AssertionError(f"a model was loaded: {cls.__name__} {args[:1]}")
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(refuse))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``slow`` (full learning runs) run only with CAPRL_SLOW=1 (``make test-all``) or ``-m slow``."""
     if os.environ.get("CAPRL_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):

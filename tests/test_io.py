@@ -67,7 +67,8 @@ def test_bad_rows_strict_and_lenient(tmp_path):
         {"id": "z", "media": {"type": "image", "path": "p"}, "mcqs": [{"question": "q", "options": ["a"], "gold": 0}]}
     )
     path.write_text("\n".join([good, bad, good.replace('"a"', '"a2"', 1)]) + "\n")
-    with pytest.raises(SchemaError, match=r"row 1, id='z', field 'mcqs.0.options'.*at least 2 options"):
+    # The message names the file and the 1-based line, so it alone finds the record.
+    with pytest.raises(SchemaError, match=r"samples.jsonl, line 2, id='z', field 'mcqs.0.options'.*at least 2 options"):
         read_dataset(tmp_path)
     errors: list[SchemaError] = []
     ds = read_dataset(tmp_path, strict=False, errors=errors)
@@ -77,7 +78,7 @@ def test_bad_rows_strict_and_lenient(tmp_path):
 
 def test_invalid_json_line_named(tmp_path):
     (tmp_path / "samples.jsonl").write_text('{"id": "a"\n')
-    with pytest.raises(SchemaError, match="row 0: not valid JSON"):
+    with pytest.raises(SchemaError, match=r"samples.jsonl, line 1: not valid JSON"):
         read_dataset(tmp_path)
 
 

@@ -193,13 +193,14 @@ def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 
 
 def jsonl_objects(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """``(line number, value)`` for each line of a jsonl file; a line that is not JSON is an ``InputError`` naming
+    """``(line number, value)`` for each line of a jsonl file; a line that is not JSON is a ``SchemaError`` naming
     the file and its 1-based line."""
     for lineno, line in text_lines(path):
         try:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}, line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            reason = f"not valid JSON ({exc.msg} at column {exc.colno})"
+            raise SchemaError(reason, source=str(path), line=lineno) from None
 
 
 def dataset_file(path: str | Path) -> Path:
@@ -245,7 +246,8 @@ def sample_at(record: dict[str, Any], index: int, where: dict[str, Any], path: s
     try:
         return sample_from_dict(record, row=index)
     except SchemaError as exc:
-        raise SchemaError(exc.reason, field=exc.field, id=exc.id, source=str(dataset_file(path)), **where) from exc
+        file, line = str(dataset_file(path)), where.get("line")
+        raise SchemaError(exc.reason, row=exc.row, field=exc.field, id=exc.id, source=file, line=line) from exc
 
 
 def read_hf_dataset(hf_dataset: Any, *, strict: bool = True, errors: list[SchemaError] | None = None) -> Dataset:

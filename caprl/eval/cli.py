@@ -44,17 +44,15 @@ def list_command() -> None:
 
     for b in REGISTRY.values():
         typer.echo(f"{b.name}: {b.title} ({b.modality}; metric {b.metric.name})")
-        if b.builtin:
-            typer.echo("  data: built in, nothing to download")
-        else:
-            typer.echo(
-                f"  data: --data {b.name}=PATH, or ${env_name(b.name)}, or <data root>/{b.name} "
-                f"(--data-root or ${DATA_ROOT_ENV})"
-            )
-            if b.data.layout:
-                typer.echo(f"  put there: {b.data.layout}")
-            for source in b.data.download:
-                typer.echo(f"  download: {source}")
+        made = "; built in: made on first use when none is given" if b.builtin else ""
+        typer.echo(
+            f"  data: --data {b.name}=PATH, or ${env_name(b.name)}, or <data root>/{b.name} "
+            f"(--data-root or ${DATA_ROOT_ENV}){made}"
+        )
+        if b.data.layout:
+            typer.echo(f"  put there: {b.data.layout}")
+        for source in b.data.download:
+            typer.echo(f"  download: {source}")
 
 
 @app.command("prism", short_help="Caption, read and score: evaluate a captioner.")
@@ -115,7 +113,7 @@ def prism_command(
     captions are made once: reading with another reader, or re-scoring, never captions again.
 
     \b
-    Example (the built-in shapes world; tiny models: caprl models tiny --out models/tiny):
+    Example (the built-in shapes world; caprl models tiny --out models/tiny):
       caprl eval prism -b shapes-image,shapes-video \\
         --captioner models/tiny/captioner --reader models/tiny/reader \\
         --out runs/eval --k 4

@@ -41,6 +41,8 @@ FORMATS = (".parquet", ".arrow", ".tsv", ".json", ".jsonl")
 class DataMissing(MissingInput):
     """A benchmark's files are not where caprl looked; the message says what to download and where to put it."""
 
+    exit_code = 2  # what `caprl eval prism` has always exited with here
+
 
 def env_name(benchmark: str, suffix: str = "") -> str:
     return ENV_PREFIX + benchmark.upper().replace("-", "_") + suffix

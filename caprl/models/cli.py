@@ -36,7 +36,7 @@ def tiny(
     typer.echo(f"vocab: {info['vocab_size']} tokens, seed {seed}, built in {time.perf_counter() - start:.1f} s")
 
 
-@app.command("train-reader")
+@app.command("train-reader", short_help="Train the tiny reader on shapes-world MCQs (cached).")
 def train_reader_command(
     out: Path | None = typer.Option(
         None,

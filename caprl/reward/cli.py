@@ -100,7 +100,12 @@ def score_command(
         )
 
     with Progress(
-        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,  # the table below says what was done
     ) as progress:
         task = progress.add_task("score", total=None)
 
@@ -121,7 +126,7 @@ def score_command(
     ]
     console.print(summary_table(f"reward ({mode}) -> {out}", rows))
     for msg in summary.bad_rows[:SHOW_SKIPPED]:
-        console.print(f"left out: {msg}", markup=False, highlight=False)
+        console.print(f"left out: {msg}", markup=False, highlight=False, soft_wrap=True)  # paths stay whole
     if len(summary.bad_rows) > SHOW_SKIPPED:
         console.print(f"... and {len(summary.bad_rows) - SHOW_SKIPPED} more left out ({len(summary.bad_rows)} in all)")
     if summary.scored == 0 and summary.skipped_existing == 0:

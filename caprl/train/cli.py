@@ -35,17 +35,21 @@ def train_command(
     if print_config:
         console.print(dump_config(cfg), markup=False)
         return
-    from caprl.train.run import train
+    from caprl.train.records import FINAL, complete_steps
 
-    result = train(cfg)
-    if result.complete_before:
+    # Checked before the trainer's heavy imports: a complete run answers at once and changes nothing.
+    done = complete_steps(cfg.run_dir, cfg.optim.max_steps, cfg.checkpoint.resume)
+    if done is not None:
         console.print(
-            f"run complete: {result.run_dir} already has {result.steps} steps (optim.max_steps="
-            f"{cfg.optim.max_steps}); nothing to do. Weights: {result.final_dir}",
+            f"run complete: {cfg.run_dir} already has {done} steps (optim.max_steps={cfg.optim.max_steps}); "
+            f"nothing to do. Weights: {cfg.run_dir / FINAL}",
             markup=False,
             highlight=False,
         )
         return
+    from caprl.train.run import train
+
+    result = train(cfg)
     start = result.resumed_from or 0
     resumed = f" (resumed from step {start})" if result.resumed_from is not None else ""
     console.print(

@@ -258,7 +258,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         missing = [".".join(map(str, e["loc"])) for e in exc.errors() if e["type"] == "missing"]
         hint = f"set it in the config file, or add {missing[0]}=... to the command" if missing else None
         where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{describe_validation(exc)}", hint=hint) from None
+        raise ConfigError(f"{where}{describe_validation(exc, limit=6)}", hint=hint) from None
 
 
 def dump_config(cfg: TrainConfig) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +34,19 @@ from caprl.preflight import check_model, existing_path
 from caprl.train.callbacks import MetricsCallback, QuietProgress
 from caprl.train.config import TrainConfig, dump_config
 from caprl.train.data import TrainData
-from caprl.train.records import MEDIA_ERRORS_FILE, METRICS_FILE, SAMPLES_FILE, truncate_jsonl
+from caprl.train.records import (
+    CHECKPOINTS,
+    FINAL,
+    FINAL_INFO,
+    MEDIA_ERRORS_FILE,
+    METRICS_FILE,
+    SAMPLES_FILE,
+    checkpoint_step,
+    complete_steps,
+    last_checkpoint,
+    truncate_jsonl,
+)
 from caprl.train.reward import CaptionReward, Scorer, make_scorer
-
-CHECKPOINTS = "checkpoints"
-FINAL = "final"
-FINAL_INFO = "caprl_train.json"
-_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass
@@ -55,26 +60,6 @@ class TrainResult:
     """The run already had its ``optim.max_steps`` steps: nothing was loaded, trained or written."""
     media_skipped: int = 0
     """Samples skipped because their media could not be read (listed in ``media_errors.jsonl``)."""
-
-
-def last_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint with the highest step that finished saving (it has its trainer state)."""
-    root = Path(run_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return None
-    done = [
-        (int(m.group(1)), p)
-        for p in root.iterdir()
-        if (m := _CKPT_RE.match(p.name)) and (p / "trainer_state.json").exists()
-    ]
-    return max(done)[1] if done else None
-
-
-def checkpoint_step(path: str | Path) -> int:
-    m = _CKPT_RE.match(Path(path).name)
-    if not m:
-        raise ValueError(f"{path}: not a checkpoint-N directory")
-    return int(m.group(1))
 
 
 def resolve_resume(cfg: TrainConfig) -> Path | None:
@@ -92,18 +77,6 @@ def resolve_resume(cfg: TrainConfig) -> Path | None:
     if not (path / "trainer_state.json").exists():
         raise RunStateError(f"checkpoint.resume={mode}: no finished checkpoint there (no trainer_state.json)")
     return path
-
-
-def trained_steps(run_dir: str | Path) -> int | None:
-    """How many steps the weights in ``RUN_DIR/final`` had when they were written (None: no final weights)."""
-    final = Path(run_dir) / FINAL
-    info = final / FINAL_INFO
-    if info.exists():
-        return int(json.loads(info.read_text(encoding="utf-8"))["steps"])
-    if (final / "config.json").exists():  # written before caprl_train.json existed: the last checkpoint tells
-        ckpt = last_checkpoint(run_dir)
-        return checkpoint_step(ckpt) if ckpt is not None else None
-    return None
 
 
 def check_inputs(cfg: TrainConfig) -> None:
@@ -203,6 +176,9 @@ def grpo_args(cfg: TrainConfig, device: str, dtype: torch.dtype, suppress: list[
         fp16=dtype == torch.float16,
         dataloader_num_workers=0,
         log_completions=False,
+        # The step bar stays on (transformers ties it to its log level, which the CLI turns down); with
+        # logging.print_logs off it shows no log dicts (QuietProgress).
+        disable_tqdm=False,
     )
     values.update(cfg.trl)
     return GRPOConfig(**values)
@@ -288,8 +264,8 @@ def train(cfg: TrainConfig, *, scorer: Scorer | None = None, callbacks: list[Any
     complete already (``final/`` has ``optim.max_steps`` steps) returns at once with ``complete_before``."""
     t0 = time.perf_counter()
     resume = resolve_resume(cfg)
-    done = trained_steps(cfg.run_dir) if cfg.checkpoint.resume == "auto" else None
-    if done is not None and done >= cfg.optim.max_steps:
+    done = complete_steps(cfg.run_dir, cfg.optim.max_steps, cfg.checkpoint.resume)
+    if done is not None:
         return TrainResult(cfg.run_dir, cfg.run_dir / FINAL, done, None, time.perf_counter() - t0, complete_before=True)
     check_inputs(cfg)
     if cfg.threads:
