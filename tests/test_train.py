@@ -46,24 +46,25 @@ def world(tmp_path_factory):
 
 
 def _config(run_dir: Path, data: Path, tiny, *extra: str) -> TrainConfig:
-    return load_config(
-        None,
-        [
-            f"run_dir={run_dir}",
-            f"data.train={data}",
-            f"model.policy={tiny.captioner}",
-            f"reward.reader={tiny.reader}",
-            "rollout.num_generations=2",
-            "rollout.max_completion_length=12",
-            "optim.per_device_train_batch_size=4",
-            "optim.max_steps=2",
-            "optim.learning_rate=1e-4",
-            "checkpoint.save_steps=2",
-            "logging.report_to=none",
-            "threads=1",
-            *extra,
-        ],
-    )
+    return load_config(None, _overrides(run_dir, data, tiny, *extra))
+
+
+def _overrides(run_dir: Path, data: Path, tiny, *extra: str) -> list[str]:
+    return [
+        f"run_dir={run_dir}",
+        f"data.train={data}",
+        f"model.policy={tiny.captioner}",
+        f"reward.reader={tiny.reader}",
+        "rollout.num_generations=2",
+        "rollout.max_completion_length=12",
+        "optim.per_device_train_batch_size=4",
+        "optim.max_steps=2",
+        "optim.learning_rate=1e-4",
+        "checkpoint.save_steps=2",
+        "logging.report_to=none",
+        "threads=1",
+        *extra,
+    ]
 
 
 class FixedScorer:
@@ -84,21 +85,21 @@ class FixedScorer:
 
 
 def test_config_overrides_are_typed_and_checked(tmp_path):
-    cfg = load_config(
-        None,
-        ["run_dir=r", "data.train=d", "reward.reader=x", "optim.learning_rate=1e-5", "reward.service=null"],
-    )
+    must = ["run_dir=r", "data.train=d", "model.policy=m", "reward.reader=x"]
+    cfg = load_config(None, [*must, "optim.learning_rate=1e-5", "reward.service=null"])
     assert cfg.optim.learning_rate == 1e-5 and cfg.algorithm.beta == 0.0 and cfg.algorithm.advantage == "rloo"
     assert cfg.rollout.num_generations == 8 and cfg.rollout.temperature == 1.0
     assert apply_overrides({}, ["a.b.c=[1, 2]", "x=true"]) == {"a": {"b": {"c": [1, 2]}}, "x": True}
     with pytest.raises(ValueError, match="key=value"):
         apply_overrides({}, ["novalue"])
     with pytest.raises(ValueError, match="lerning_rate"):
-        load_config(None, ["run_dir=r", "data.train=d", "reward.reader=x", "optim.lerning_rate=1"])
+        load_config(None, [*must, "optim.lerning_rate=1"])
     with pytest.raises(ValueError, match="exactly one"):
-        load_config(None, ["run_dir=r", "data.train=d", "reward.reader=x", "reward.service=http://h:1"])
+        load_config(None, [*must, "reward.service=http://h:1"])
     with pytest.raises(ValueError, match="whole groups"):
-        load_config(None, ["run_dir=r", "data.train=d", "reward.reader=x", "optim.per_device_train_batch_size=6"])
+        load_config(None, [*must, "optim.per_device_train_batch_size=6"])
+    with pytest.raises(ValueError, match="model.policy: required"):  # no hub model is fetched by default
+        load_config(None, ["run_dir=r", "data.train=d", "reward.reader=x"])
 
 
 def test_shipped_configs_load():
@@ -303,7 +304,7 @@ def test_rloo_advantages_are_leave_one_out(mixed_trainer):
 # -- runs -----------------------------------------------------------------------------------------------------------
 
 
-def test_image_run_writes_metrics_samples_checkpoints_and_weights(world, tiny_models, tmp_path):
+def test_image_run_writes_metrics_samples_checkpoints_and_weights(world, tiny_models, tmp_path, request):
     from caprl.captioners.base import CaptionRequest, GenerationSettings
     from caprl.captioners.transformers import TransformersCaptioner
     from caprl.plot import plot_run
@@ -336,6 +337,44 @@ def test_image_run_writes_metrics_samples_checkpoints_and_weights(world, tiny_mo
     assert len(texts) == 1
     pngs = plot_run(tmp_path / "run")
     assert [p.name for p in pngs] == ["reward.png", "length.png"] and all(p.stat().st_size > 1000 for p in pngs)
+
+    # The finished run, run again: it says it is complete and changes nothing (no model loaded, no file touched).
+    from typer.testing import CliRunner
+
+    from caprl.cli import app
+
+    request.getfixturevalue("no_model_loads")
+    files = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    again = train(cfg)
+    assert again.complete_before and again.steps == 2
+    args = ["train", *_overrides(tmp_path / "run", world["images"], tiny_models, "logging.report_to=[tensorboard]")]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "run complete" in out.output and "already has 2 steps" in out.output
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in (tmp_path / "run").rglob("*") if p.is_file()} == files
+
+
+def test_unreadable_media_is_recorded_and_skipped_not_a_crash(tmp_path, tiny_models):
+    """A sample whose image cannot be decoded when its turn comes is recorded, counted and replaced in its batch
+    by the next readable sample; the run goes on."""
+    from caprl.synth import generate_image_dataset
+    from caprl.train.run import train
+
+    data = generate_image_dataset(4, tmp_path / "data", seed=5, progress=False)
+    broken = read_dataset(data).samples[1]
+    (data / broken.media.path).write_bytes(b"not a png at all")
+    scorer = FixedScorer()
+    cfg = _config(tmp_path / "run", data, tiny_models, "optim.max_steps=1", "optim.per_device_train_batch_size=8")
+    result = train(cfg, scorer=scorer)
+    assert result.steps == 1 and result.media_skipped == 1
+    [failure] = read_jsonl(tmp_path / "run" / "media_errors.jsonl")
+    assert failure["id"] == broken.id and failure["step"] == 1 and "not a png" not in failure["error"]
+    assert broken.media.path in failure["error"]
+    [record] = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert record["media_skipped"] == 1 and broken.id not in record["sample_ids"]
+    # The broken sample's rows went to the next readable one (then in the batch twice): a whole batch trained.
+    assert record["n_captions"] == 8 and len(record["sample_ids"]) == 3
+    assert {it.id for batch in scorer.seen for it in batch} == set(record["sample_ids"])
 
 
 def test_video_run_through_the_reward_service(world, tiny_models, tmp_path):

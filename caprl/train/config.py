@@ -252,8 +252,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
     tree: dict[str, Any] = dict(base)
     if path is not None:
         tree.update(_read_yaml(path))
+    tree = apply_overrides(tree, overrides)
+    for section in ("model", "data", "reward"):  # so a missing one is reported by its field (model.policy: required)
+        tree.setdefault(section, {})
     try:
-        return TrainConfig.model_validate(apply_overrides(tree, overrides))
+        return TrainConfig.model_validate(tree)
     except ValidationError as exc:
         missing = [".".join(map(str, e["loc"])) for e in exc.errors() if e["type"] == "missing"]
         hint = f"set it in the config file, or add {missing[0]}=... to the command" if missing else None
