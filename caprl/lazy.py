@@ -39,7 +39,3 @@ class Deferred:
             raise AttributeError(attr)
         return getattr(self.get(), attr)
 
-
-def unwrap(model: Any) -> Any:
-    """The model behind a ``Deferred`` (loading it), or ``model`` itself."""
-    return model.get() if isinstance(model, Deferred) else model

@@ -40,14 +40,19 @@ def test_reruns_with_nothing_to_do_load_no_model(tmp_path, shapes, tiny_models, 
     ann += ["--max-new-tokens", "4"]
     gen = ["qa", "generate", "--data", shapes, "--vlm", tiny_models.captioner, "--out", tmp_path / "gen"]
     gen += ["--k", "1", "--max-new-tokens", "8"]
+    flt = ["qa", "filter", "--data", shapes, "--vlm", tiny_models.captioner, "--out", tmp_path / "flt"]
+    flt += ["--r", "1", "--max-new-tokens", "2"]
     first = _ok(ann)
     assert "Loading weights" not in first  # quiet: no weight-loading bars
     assert re.search(r"captioned now\s+│\s+3", first)
     _ok(gen)
+    asked = int(re.search(r"asked now / already done\s+│\s+(\d+) / 0", _ok(flt)).group(1))
 
     request.getfixturevalue("no_model_loads")
     assert re.search(r"already done\s+│\s+3", _ok(ann))
     assert re.search(r"already done\s+│\s+3", _ok(gen))
+    done = int(re.search(r"asked now / already done\s+│\s+0 / (\d+)", _ok(flt)).group(1))
+    assert done >= asked > 0  # (already done also counts the questions set aside unasked)
 
 
 def test_synth_over_a_dataset_replaces_it_without_orphans(tmp_path):

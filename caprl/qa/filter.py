@@ -39,7 +39,7 @@ from caprl.captioners.base import Captioner
 from caprl.data.io import Dataset, atomic_write, read_dataset, write_dataset
 from caprl.data.media import MediaError
 from caprl.errors import RunStateError
-from caprl.lazy import unwrap
+from caprl.lazy import Deferred
 from caprl.qa.answer import AnswerTask, LegStats, TextGenerator, answer_both_ways, text_only
 from caprl.qa.checks import find_duplicates, option_problem
 from caprl.qa.dataset import with_mcqs
@@ -186,7 +186,13 @@ def filter_qa(
         raise ValueError(f"batch_questions must be >= 1, got {batch_questions}")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-    blind = blind if blind is not None else text_only(unwrap(vlm))
+    if blind is None:
+        # A VLM not loaded yet (the CLI's) stays so until a question needs asking: a rerun with every question
+        # answered loads nothing. Its text-only leg is named without loading it.
+        if isinstance(vlm, Deferred):
+            blind = Deferred(f"{vlm.name} (text only)", lambda: text_only(vlm.get()))  # type: ignore[assignment]
+        else:
+            blind = text_only(vlm)
     ds = read_dataset(data)
     out = Path(out)
     run = {

@@ -231,13 +231,10 @@ def serve_command(
 
     if reader is None and judge is None:
         raise OptionError("give --reader (QA items), --judge (judge items), or both")
-    if reader is not None:
-        check_model(reader, role="reader", flag="--reader", backend=backend_of(reader, backend))
     if judge is not None:
         resolved = backend_of(judge, judge_backend)
         if judge_model and resolved == "transformers":
             raise OptionError("--judge-model names the model on a judge server (--judge URL)")
-        check_model(judge, role="captioner", flag="--judge", backend=resolved)
 
     api_key = None
     if api_key_env:
@@ -274,6 +271,11 @@ def serve_command(
         check_config(config, settings)
     except ValueError as exc:
         raise OptionError(str(exc)) from None
+    # Then what needs a look outside the flags: the model folders and the port, all before any model loads.
+    if reader is not None:
+        check_model(reader, role="reader", flag="--reader", backend=backend_of(reader, backend))
+    if judge is not None:
+        check_model(judge, role="captioner", flag="--judge", backend=resolved)
     check_port(host, port)
 
     def build_engine() -> RewardEngine:
