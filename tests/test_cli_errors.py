@@ -309,3 +309,24 @@ def test_eval_list_shows_data_locations_in_full():
         assert f"--data {b.name}=PATH" in text
         for source in b.data.download:
             assert f"download: {source}" in text
+
+
+def test_readme_quickstart_commands_parse():
+    """Every `caprl ...` line of the README quickstart names real commands and flags with valid values (parsed by
+    the real command line, not run: running them is the quickstart walk)."""
+    import shlex
+
+    import typer.main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- quickstart: begin")[1].split("<!-- quickstart: end")[0]
+    script = block.split("```bash")[1].split("```")[0].replace("\\\n", " ")
+    commands = [line.split("#")[0] for line in script.splitlines() if line.startswith("caprl ")]
+    assert len(commands) >= 9
+    for line in commands:
+        words = shlex.split(line)[1:]
+        cmd = typer.main.get_command(app)
+        while hasattr(cmd, "commands"):
+            name, *words = words
+            cmd = cmd.commands[name]
+        cmd.make_context(name, words)  # raises on an unknown flag or a bad value
