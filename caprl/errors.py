@@ -1,5 +1,5 @@
-"""User mistakes as one line: the ``CaprlError`` family, and the one place the ``caprl`` command turns them into
-``error: ...`` (plus at most a hint) and a non-zero exit.
+"""User mistakes as one line: the ``CaprlError`` family, which the ``caprl`` command turns into ``error: ...``
+(plus at most a hint) and a non-zero exit, and helpers that word such messages.
 
 A ``CaprlError`` is something the user can fix from its message: a path that does not exist, a malformed input
 line, a config field, a flag value, an output folder started with other settings. Library code raises it where
@@ -65,19 +65,15 @@ def _compact(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def describe_validation(
-    exc: ValidationError, *, names: Mapping[str, str] | None = None, prefix: str = "", limit: int = 3
-) -> str:
-    """A pydantic error as ``where: what (got X)`` phrases joined by ``; `` (no links, no type codes).
-
-    ``names`` maps a field path (``n_questions``) to what the user typed (``--n``); ``prefix`` is put before
-    paths that are not in ``names`` (``optim.``)."""
+def describe_validation(exc: ValidationError, *, names: Mapping[str, str] | None = None, limit: int = 3) -> str:
+    """A pydantic error as ``where: what (got X)`` phrases joined by ``; `` (no links, no type codes). ``names``
+    maps a field path (``n_questions``) to what the user typed (``--n``); other paths are named as they are."""
     names = names or {}
     parts = []
     errors = exc.errors(include_url=False)
     for err in errors[:limit]:
         loc = ".".join(str(p) for p in err["loc"])
-        where = names.get(loc) or (f"{prefix}{loc}" if loc else "")
+        where = names.get(loc, loc)
         lead = f"{where}: " if where else ""
         if err["type"] == "missing":
             parts.append(f"{lead}required")

@@ -22,6 +22,9 @@ def load_captioner(spec: str, *, backend: str | None = None, **kwargs: Any) -> C
     if backend is None:
         backend = "openai" if spec.startswith(("http://", "https://")) else "transformers"
     if backend == "transformers":
+        from caprl.preflight import check_model
+
+        check_model(spec, role="captioner", flag="captioner")  # a missing or wrong folder is one line, not a hub lookup
         from caprl.captioners.transformers import TransformersCaptioner
 
         return TransformersCaptioner(spec, **kwargs)

@@ -21,6 +21,9 @@ def load_reader(spec: str, *, backend: str | None = None, **kwargs: Any) -> Read
     if backend is None:
         backend = "openai" if spec.startswith(("http://", "https://")) else "transformers"
     if backend == "transformers":
+        from caprl.preflight import check_model
+
+        check_model(spec, role="reader", flag="reader")  # a missing or wrong folder is one line, not a hub lookup
         from caprl.readers.transformers import TransformersReader
 
         return TransformersReader(spec, **kwargs)
