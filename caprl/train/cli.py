@@ -45,6 +45,7 @@ def train_command(
             f"nothing to do. Weights: {cfg.run_dir / FINAL}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         return
     from caprl.train.run import train
@@ -57,6 +58,7 @@ def train_command(
         f"metrics: {result.run_dir / 'metrics.jsonl'}",
         markup=False,
         highlight=False,
+        soft_wrap=True,  # paths stay whole; the terminal wraps
     )
     if result.media_skipped:
         console.print(
@@ -64,4 +66,5 @@ def train_command(
             f"{result.run_dir / 'media_errors.jsonl'}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
