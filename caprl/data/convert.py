@@ -150,8 +150,7 @@ def ground_truth_mcqs(value: Any, field: str, *, allow_empty: bool = False) -> l
     try:
         return mcqs_from_ground_truth(value, allow_empty=allow_empty)
     except MCQTextError as exc:
-        where = exc.where
-        raise RowError(exc.reason, field + ("" if not where or where.startswith("[") else ".") + where) from None
+        raise RowError(exc.reason, exc.field_path(field)) from None
 
 
 def resolve_existing(path: str, ctx: ImportContext, what: str, field: str) -> str:

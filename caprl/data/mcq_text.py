@@ -51,6 +51,11 @@ class MCQTextError(ValueError):
         """``[2].options``, ``answer``, or empty for the whole ground truth."""
         return ".".join(p for p in (self.path, self.field) if p)
 
+    def field_path(self, prefix: str) -> str:
+        """The field under ``prefix``: ``reward_model.ground_truth[1].options``."""
+        where = self.where
+        return prefix + ("" if not where or where.startswith("[") else ".") + where
+
     def under(self, path: str) -> MCQTextError:
         return MCQTextError(self.field, self.reason, path + self.path)
 
