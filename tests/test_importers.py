@@ -14,8 +14,8 @@ from PIL import Image
 
 from caprl.data.containers import open_rows
 from caprl.data.importers import ERRORS_NAME, import_dataset, import_rows
-from caprl.data.mcq_text import parse_literal, split_question_options
 from caprl.data.io import read_dataset
+from caprl.data.mcq_text import parse_literal, split_question_options
 from caprl.schema import DEFAULT_IMAGE_PROMPT, DEFAULT_VIDEO_PROMPT, ImageMedia, SchemaError, VideoMedia
 
 

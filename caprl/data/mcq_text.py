@@ -153,8 +153,16 @@ def _finish(question: str, trailing: str = "") -> str:
 def _split_lines(text: str) -> tuple[str, list[str]] | None:
     """Options one per line (labelled, or unlabelled bullets after the question); None when there are none."""
     lines = text.split("\n")
-    chain = _chains(_line_labels(lines))
+    labels = _line_labels(lines)
+    chain = _chains(labels)
     if chain:
+        # The "cannot answer" line may carry any letter (CapRL's servers write F after A-C): after the run, it is
+        # an option too (dropped later), not text appended to the question.
+        for lab in labels:
+            if lab.index > chain[-1].index and lab.style == chain[0].style and is_unanswerable(lab.text):
+                if any(lines[i].strip() for i in range(chain[-1].index + 1, lab.index)):
+                    break
+                chain.append(lab)
         members = {lab.index for lab in chain}
         for i in range(chain[0].index, chain[-1].index + 1):
             if i not in members and lines[i].strip():
