@@ -10,8 +10,10 @@ share our environment), the adapter is loaded and run by verl's own reward loop 
 these machines (300 MB; torch and the rest come from the project's .venv through a .pth file):
 ``python3.11 -m venv /tmp/venv-verl && echo $PWD/.venv/lib/python3.11/site-packages >
 /tmp/venv-verl/lib/python3.11/site-packages/zz-main.pth && /tmp/venv-verl/bin/pip install verl==0.9.1
-"transformers>=5.5.3,<5.11,!=5.6.0" hydra-core codetiming "tensordict>=0.8,<=0.10,!=0.9.0" torchdata pylatexenc
---no-deps``, then ``CAPRL_VERL_PYTHON=/tmp/venv-verl/bin/python pytest tests/test_verl.py``.
+"transformers>=5.5.3,<5.11,!=5.6.0" "tokenizers>=0.22,<=0.23.0" "huggingface-hub>=1.5,<2" hydra-core omegaconf
+antlr4-python3-runtime==4.9.3 codetiming "tensordict>=0.8,<=0.10,!=0.9.0" pyvers cloudpickle torchdata pylatexenc
+orjson aiohttp multidict yarl propcache aiohappyeyeballs aiosignal frozenlist --no-deps``, then
+``CAPRL_VERL_PYTHON=/tmp/venv-verl/bin/python pytest tests/test_verl.py``.
 """
 
 from __future__ import annotations

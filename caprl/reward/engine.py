@@ -179,7 +179,8 @@ def _sample_letter(scores: LetterScores, temperature: float, rng: random.Random)
 
 
 class RewardEngine:
-    """Scores captions with a ``Reader`` (see ``caprl.readers``) under a ``RewardConfig``."""
+    """Scores captions with a ``Reader`` (see ``caprl.readers``) under a ``RewardConfig``. ``template`` shapes the
+    default prompt (``config.prompt == "default"``); the ``caprl`` prompt has CapRL's fixed layout."""
 
     def __init__(
         self,
