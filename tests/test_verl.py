@@ -255,7 +255,7 @@ _VERL_SCRIPT = textwrap.dedent(
 @pytest.mark.parametrize("function", ["compute_score_async", "compute_score"])
 def test_verl_loads_and_runs_the_adapter(service, samples, tiny_models, tmp_path, function):
     """verl awaits the coroutine function and runs the plain one in its thread pool: both give the service's
-    rewards. (Measured here: both pass with verl 0.9.1.)"""
+    rewards."""
     spec = {
         "function": function,
         "tokenizer": str(tiny_models.reader),

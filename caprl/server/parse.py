@@ -359,6 +359,7 @@ def _sampling(given: Any, limit: int) -> FrameSampling:
 
 # ---------------------------------------------------------------------------------------------- CapRL body
 
+
 def parse_get_reward_request(
     data: Any,
     config: RewardConfig,
