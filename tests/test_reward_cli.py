@@ -52,3 +52,22 @@ def test_score_resume_and_bad_rows(tmp_path, data, tiny_models):
     keys = [(r["id"], r["caption_index"]) for r in again]
     assert sorted(keys) == sorted({(row["id"], i % 2) for i, row in enumerate(rows)})
     assert len(keys) == len(set(keys))
+
+
+def test_score_with_a_caprl_preset_and_overrides(tmp_path, data, tiny_models):
+    from caprl.reward.extract import first_capital_letter
+
+    captions = tmp_path / "captions.jsonl"
+    _captions(captions, data)
+    out = tmp_path / "rewards.jsonl"
+    args = ["reward", "score", "--data", str(data), "--captions", str(captions), "--reader", str(tiny_models.reader)]
+    result = runner.invoke(app, [*args, "--out", str(out), "--preset", "caprl-v1", "--n", "2"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    for r in records:
+        assert len(r["questions"]) == 2  # --n overrides the preset's 8
+        assert r["reward"] == pytest.approx(2 * r["qa"])  # v1: twice the mean
+        for q in r["questions"]:  # generated and parsed as CapRL does
+            assert q["probs"] is None and q["chosen"] == first_capital_letter(q["raw_output"])
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "x.jsonl"), "--preset", "caprl", "--path", "score"])
+    assert bad.exit_code != 0 and "answer lead-in" in bad.output

@@ -36,7 +36,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from caprl.readers.base import LetterQuery, LetterScores, Messages, ReaderError, letter_scores_from_logprobs
+from caprl.readers.base import (
+    LetterQuery,
+    LetterScores,
+    Messages,
+    ReaderError,
+    letter_scores_from_logprobs,
+    template_flags,
+)
 
 log = logging.getLogger(__name__)
 
@@ -375,12 +382,11 @@ class TransformersReader:
     # ----------------------------------------------------------------------------------------------- encoding
 
     def encode(self, prompts: Sequence[Messages]) -> list[list[int]]:
-        """Token ids of each prompt rendered by the chat template, with the generation prompt appended."""
+        """Token ids of each prompt rendered by the chat template (``template_flags``: the generation prompt opened,
+        or a final assistant lead-in left open)."""
         if not prompts:
             return []
-        texts = [
-            self.tokenizer.apply_chat_template(list(m), add_generation_prompt=True, tokenize=False) for m in prompts
-        ]
+        texts = [self.tokenizer.apply_chat_template(list(m), tokenize=False, **template_flags(m)) for m in prompts]
         return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     # ------------------------------------------------------------------------------------------ letter scores

@@ -20,6 +20,19 @@ def _group() -> None:
     """Score captions by how well a text-only reader answers each item's MCQs from them."""
 
 
+PRESET_HELP = "Start from a named reward setting: caprl (CapRL++'s servers) | caprl-v1; flags given override it."
+
+
+def reward_config(preset: str | None, **flags: object):
+    """The reward config of ``preset`` (None: caprl's defaults) with the flags that were given (None: not given)."""
+    from caprl.reward.presets import preset_config
+
+    try:
+        return preset_config(preset, **flags)
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _token_counter(length_tokenizer: str | None) -> Callable[[str], int] | None:
     """Counts caption tokens with the policy's tokenizer, for the length term."""
     if not length_tokenizer:
@@ -38,30 +51,33 @@ def score_command(
     out: Path = typer.Option(..., "--out", help="Output jsonl (appended; re-runs skip captions already scored)."),
     backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --reader)."),
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
-    mode: str = typer.Option("hard", help="hard (chosen letter is gold) | soft (gold probability) | blind_gain."),
+    preset: str | None = typer.Option(None, help=PRESET_HELP),
+    mode: str | None = typer.Option(None, help="hard (chosen letter is gold; default) | soft | blind_gain."),
     n: int | None = typer.Option(None, "--n", help="Questions per caption, drawn with replacement (default: all)."),
-    path: str = typer.Option("score", help="score (letter probabilities) | generate (free text, parsed)."),
+    path: str | None = typer.Option(None, help="score (letter probabilities; default) | generate (text, parsed)."),
+    prompt: str | None = typer.Option(None, help="default | caprl (CapRL's layout, worked examples, lead-in)."),
+    answer_parse: str | None = typer.Option(None, help="Generate path: robust (default) | first_letter (CapRL)."),
+    temperature: float | None = typer.Option(None, help="Temperature of the sampled answer (default 0.6)."),
+    no_shuffle: bool = typer.Option(False, "--no-shuffle", help="Show the options in their given order."),
     no_unanswerable: bool = typer.Option(False, help="Do not append the 'cannot be answered' option."),
-    length_weight: float = typer.Option(0.0, help="Weight of the length term (needs --length-tokenizer)."),
+    qa_weight: float | None = typer.Option(None, help="Weight of the mean QA score (default 1; CapRL v1: 2)."),
+    length_weight: float | None = typer.Option(None, help="Weight of the length term (needs --length-tokenizer)."),
     length_tokenizer: str | None = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's)."),
-    timestamp_weight: float = typer.Option(0.0, help="Weight of the video timestamp-format term."),
-    seed: int = typer.Option(0, help="Seed for question draws, shuffles and sampled letters."),
+    timestamp_weight: float | None = typer.Option(None, help="Weight of the video timestamp-format term."),
+    seed: int | None = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0)."),
     batch_size: int = typer.Option(32, help="Captions per engine call."),
 ) -> None:
     """Score CAPTIONS against the MCQs in DATA with a text-only reader; write one result per caption."""
     from caprl.readers import load_reader
     from caprl.reward.batch import score_captions
-    from caprl.reward.engine import RewardConfig, RewardEngine
+    from caprl.reward.engine import RewardEngine
 
-    config = RewardConfig(
-        mode=mode,
-        n_questions=n,
-        path=path,
-        unanswerable_option=not no_unanswerable,
-        length_weight=length_weight,
-        timestamp_weight=timestamp_weight,
-        seed=seed,
-    )
+    config = reward_config(
+        preset, mode=mode, n_questions=n, path=path, prompt=prompt, answer_parse=answer_parse,
+        temperature=temperature, shuffle=False if no_shuffle else None,
+        unanswerable_option=False if no_unanswerable else None, qa_weight=qa_weight, length_weight=length_weight,
+        timestamp_weight=timestamp_weight, seed=seed,
+    )  # fmt: skip
     count_tokens = _token_counter(length_tokenizer)
     kwargs = {"model": model} if model else {}
     engine = RewardEngine(load_reader(reader, backend=backend, **kwargs), config, count_tokens=count_tokens)
@@ -74,7 +90,7 @@ def score_command(
             progress.update(task, total=total, advance=advance)
 
         summary = score_captions(data, captions, engine, out, batch_size=batch_size, on_progress=on_progress)
-    table = Table(title=f"reward ({mode}) -> {out}")
+    table = Table(title=f"reward ({config.mode}) -> {out}")
     for col in ("scored", "already done", "bad rows", "mean reward", "mean accuracy", "parse failures"):
         table.add_column(col, justify="right")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
@@ -101,18 +117,30 @@ def serve_command(
     backend: str | None = typer.Option(None, help="transformers | openai | vllm (default: from --reader)."),
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers reader (cuda, cuda:1, cpu; default: best)."),
-    mode: str = typer.Option("hard", help="hard (chosen letter is gold) | soft (gold probability) | blind_gain."),
+    preset: str | None = typer.Option(None, help=PRESET_HELP),
+    mode: str | None = typer.Option(None, help="hard (chosen letter is gold; default) | soft | blind_gain."),
     n: int | None = typer.Option(None, "--n", help="Questions per caption, drawn with replacement (default: all)."),
-    path: str = typer.Option("score", help="score (letter probabilities) | generate (free text, parsed)."),
+    path: str | None = typer.Option(None, help="score (letter probabilities; default) | generate (text, parsed)."),
+    prompt: str | None = typer.Option(None, help="default | caprl (CapRL's layout, worked examples, lead-in)."),
+    answer_parse: str | None = typer.Option(None, help="Generate path: robust (default) | first_letter (CapRL)."),
+    temperature: float | None = typer.Option(None, help="Temperature of the sampled answer (default 0.6)."),
+    no_shuffle: bool = typer.Option(False, "--no-shuffle", help="Show the options in their given order."),
     no_unanswerable: bool = typer.Option(
         False, "--no-unanswerable", help="Do not append the 'cannot be answered' option."
     ),
-    length_weight: float = typer.Option(
-        0.0, help="Weight of the length term (items send caption_tokens, or give --length-tokenizer)."
+    qa_weight: float | None = typer.Option(
+        None, help="Weight of the mean QA score (default 1; 2 gives CapRL v1's rewards, 0-2)."
+    ),
+    length_weight: float | None = typer.Option(
+        None, help="Weight of the length term (items send caption_tokens, or give --length-tokenizer)."
     ),
     length_tokenizer: str | None = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's)."),
-    timestamp_weight: float = typer.Option(0.0, help="Weight of the video timestamp-format term."),
-    seed: int = typer.Option(0, help="Seed for question draws, shuffles and sampled letters."),
+    timestamp_weight: float | None = typer.Option(None, help="Weight of the video timestamp-format term."),
+    seed: int | None = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0)."),
+    modality: str = typer.Option(
+        "image", help="What /get_reward prompts describe (CapRL++'s --task): image | video (prompt wording, and "
+        "the timestamp term there).",
+    ),  # fmt: skip
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(18889, help="Port (18889 is CapRL++'s reward master, so its scripts work unchanged)."),
     api_key_env: str | None = typer.Option(
@@ -154,7 +182,8 @@ def serve_command(
 
     POST /v1/rewards   many items per request; each item's reward and its parts
                        (judge items: "mode": "judge" with media, scored by --judge)
-    POST /get_reward   the CapRL body, answered with {"rewards": \\[...]}
+    POST /get_reward   CapRL's bodies (QA prompts; CapRL++'s vl_judge samples),
+                       answered with {"rewards": \\[...], ...}
     GET  /health       200 once every model is loaded, 503 before and while draining
     GET  /metrics      Prometheus metrics
     GET  /docs         the API and its schemas (/openapi.json)
@@ -168,7 +197,7 @@ def serve_command(
     With a judge: caprl reward serve --reader R --judge Qwen/Qwen2.5-VL-7B-Instruct --media-root /data/media
     """
     from caprl.readers import load_reader
-    from caprl.reward.engine import RewardConfig, RewardEngine
+    from caprl.reward.engine import RewardEngine
     from caprl.server.parse import check_config
     from caprl.server.serve import serve
     from caprl.server.settings import ServerSettings
@@ -191,16 +220,13 @@ def serve_command(
             raise typer.BadParameter(
                 f"environment variable {api_key_env} is unset or empty", param_hint="--api-key-env"
             )
+    config = reward_config(
+        preset, mode=mode, n_questions=n, path=path, prompt=prompt, answer_parse=answer_parse,
+        temperature=temperature, shuffle=False if no_shuffle else None,
+        unanswerable_option=False if no_unanswerable else None, qa_weight=qa_weight, length_weight=length_weight,
+        timestamp_weight=timestamp_weight, seed=seed,
+    )  # fmt: skip
     try:
-        config = RewardConfig(
-            mode=mode,
-            n_questions=n,
-            path=path,
-            unanswerable_option=not no_unanswerable,
-            length_weight=length_weight,
-            timestamp_weight=timestamp_weight,
-            seed=seed,
-        )
         settings = ServerSettings(
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
@@ -213,6 +239,7 @@ def serve_command(
             judge_max_batch=judge_max_batch,
             judge_max_pending=judge_max_pending,
             max_judge_frames=max_judge_frames,
+            get_reward_modality=modality,
         )
         check_config(config, settings)
     except ValueError as exc:  # pydantic's ValidationError included
@@ -238,11 +265,11 @@ def serve_command(
         if judge_device and resolved == "transformers":
             kwargs["device"] = judge_device
         captioner = load_captioner(judge, backend=judge_backend, **kwargs)
-        decoding = GenerationSettings(max_new_tokens=judge_max_new_tokens, temperature=0.0, seed=seed)
+        decoding = GenerationSettings(max_new_tokens=judge_max_new_tokens, temperature=0.0, seed=config.seed)
         return VLMJudge(captioner, retries=judge_retries, settings=decoding)
 
     models = ", ".join(
-        part for part in (reader and f"reader {reader}, mode {mode}", judge and f"judge {judge}") if part
+        part for part in (reader and f"reader {reader}, mode {config.mode}", judge and f"judge {judge}") if part
     )
     console.print(
         f"[bold]caprl reward service[/] on http://{host}:{port} ({models}); "
