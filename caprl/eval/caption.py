@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from caprl.captioners.base import Captioner, CaptionRequest, GenerationSettings
 from caprl.data.media import MediaError
 from caprl.eval.benchmarks.base import Benchmark
-from caprl.eval.config import Lazy, PrismConfig
+from caprl.eval.config import EXTERNAL, Lazy, PrismConfig
 from caprl.eval.media import load_unit_media
 from caprl.eval.prompts import QUESTION_AWARE
 from caprl.eval.records import AppendLog
@@ -28,15 +28,18 @@ Progress = Callable[[str, str, int, int], None]
 
 @dataclass(frozen=True)
 class CaptionUnit:
-    """What one set of ``k`` captions describes."""
+    """What one set of ``k`` captions describes (``external``: captions read from a file, made who knows how)."""
 
     id: str
     media: Media
     clip: tuple[float, float] | None
     prompt: str
+    external: bool = False
 
     @property
     def frames(self) -> str:
+        if self.external:
+            return EXTERNAL
         sampling = getattr(self.media, "sampling", None)
         if sampling is None:
             return "image"
@@ -55,13 +58,19 @@ def caption_units(bench: Benchmark, items: Sequence[EvalItem], cfg: PrismConfig)
         if uid in units:
             continue
         clip = item.extra.get("clip")
+        external = cfg.captions is not None
         text = QUESTION_AWARE.format(prompt=prompt, question=item.question) if cfg.question_aware else prompt
-        units[uid] = CaptionUnit(uid, item.media, tuple(clip) if clip else None, text)
+        units[uid] = CaptionUnit(uid, item.media, tuple(clip) if clip else None, "" if external else text, external)
     return list(units.values())
 
 
 def caption_id(bench: str, unit: CaptionUnit, captioner: str, settings: str, index: int) -> str:
     return stable_id(bench, unit.id, captioner, unit.prompt, unit.frames, settings, index)
+
+
+def external_caption_id(bench: str, unit_id: str, captioner: str, index: int) -> str:
+    """The id of a caption read from a file (no prompt, frames or settings are known)."""
+    return stable_id(bench, unit_id, captioner, "", EXTERNAL, EXTERNAL, index)
 
 
 def captions_log(cfg: PrismConfig, bench: str) -> AppendLog[CaptionRecord]:
@@ -71,13 +80,16 @@ def captions_log(cfg: PrismConfig, bench: str) -> AppendLog[CaptionRecord]:
 def caption_index(
     bench: Benchmark, items: Sequence[EvalItem], cfg: PrismConfig, captioner: str
 ) -> dict[str, list[CaptionRecord | None]]:
-    """unit id → its ``k`` caption records for ``captioner`` under ``cfg`` (None where not made yet)."""
+    """unit id → its ``k`` caption records for ``captioner`` under ``cfg`` (None where not made yet). A captioner
+    whose captions came from a file is found too, so a model can be compared with captions made elsewhere."""
     records = captions_log(cfg, bench.name).by_id()
     settings = cfg.settings_key()
-    return {
-        u.id: [records.get(caption_id(bench.name, u, captioner, settings, j)) for j in range(cfg.k)]
-        for u in caption_units(bench, items, cfg)
-    }
+
+    def find(u: CaptionUnit, j: int) -> CaptionRecord | None:
+        made = records.get(caption_id(bench.name, u, captioner, settings, j))
+        return made or records.get(external_caption_id(bench.name, u.id, captioner, j))
+
+    return {u.id: [find(u, j) for j in range(cfg.k)] for u in caption_units(bench, items, cfg)}
 
 
 def run_caption_stage(
