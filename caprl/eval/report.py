@@ -152,7 +152,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- captioner: `{cfg['captioner']}`",
         f"- reader: `{cfg['reader']}` ({cfg['read_mode']} mode)",
-        f"- captions per medium: {cfg['k']} (temperature {cfg['temperature']:g}); 95% CI: bootstrap over media",
+        f"- captions per medium: {cfg['k']} (temperature {cfg['temperature']:g}); 95% CI: bootstrap over media"
+        if not cfg.get("captions")
+        else f"- captions: {cfg['k']} per unit, read from `{cfg['captions']}`; 95% CI: bootstrap over media",
         "- scores in % (MMBench-Video: judge score 0-3)",
         "",
         "| " + " | ".join(head) + " |",
