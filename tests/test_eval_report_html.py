@@ -99,3 +99,22 @@ def test_report_html_screenshot_is_not_blank(report, tmp_path):
     assert (image[:40, :, :].mean(axis=(0, 1)) < 60).all()
     saturated = (image.max(axis=2).astype(int) - image.min(axis=2).astype(int)) > 150
     assert saturated.sum() > 2000
+
+
+def test_media_view_frames_of_a_clip_cached_and_failures_named(tmp_path):
+    from caprl.eval.html import media_view
+    from caprl.eval.types import EvalItem
+    from caprl.schema import VideoMedia
+    from caprl.synth import make_video_sample
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(make_video_sample(0, seed=0)[1])
+    item = EvalItem(id="q", media_id="vid:v.mp4@1-3", media=VideoMedia(path=str(video)), question="Q?",
+                    options=["a", "b"], gold=0, extra={"clip": [1.0, 3.0]})  # fmt: skip
+    view = media_view(item, tmp_path / "thumbs")
+    assert len(view["images"]) == 4 and all(u.startswith("data:image/jpeg;base64,") for u in view["images"])
+    assert view["times"] == sorted(view["times"]) and view["times"][0] >= 1.0 and view["times"][-1] <= 3.0
+    video.unlink()  # the thumbnails are cached: re-scoring does not decode the video again
+    assert media_view(item, tmp_path / "thumbs") == view
+    missing = media_view(item.model_copy(update={"extra": {}}), tmp_path / "thumbs")
+    assert missing["images"] == [] and "video file not found" in missing["error"]

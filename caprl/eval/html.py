@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 from PIL import Image
 
 from caprl.data.io import atomic_write
-from caprl.data.media import MediaError
+from caprl.data.media import MediaError, target_times
 from caprl.eval.benchmarks.base import Benchmark
 from caprl.eval.caption import caption_index, unit_id
 from caprl.eval.config import PrismConfig
@@ -45,21 +46,71 @@ def _jpeg_uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def media_view(item: EvalItem) -> dict[str, Any]:
-    """Thumbnails of the item's image, or a few frames of its video (of its clip), with their times."""
+def _seek_frames(path: Path, clip: tuple[float, float] | None) -> tuple[list[Image.Image], list[float]]:
+    """A few frames spread over the video (or its clip), each found by seeking: the report must not decode whole
+    hour-long videos to show four thumbnails."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        else:
+            raise ValueError("the video does not say how long it is")
+        start, end = clip if clip else (0.0, duration)
+        spread = FrameSampling(num_frames=VIDEO_FRAMES, max_frames=VIDEO_FRAMES)
+        images, times = [], []
+        for t in (start + x for x in target_times(max(end - start, 1e-3), spread)):
+            container.seek(int(t / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time >= t - 1e-3:
+                    images.append(frame.to_image())
+                    times.append(round(float(frame.time if frame.time is not None else t), 1))
+                    break
+    if not images:
+        raise ValueError("no frame could be decoded")
+    return images, times
+
+
+def _view(item: EvalItem) -> dict[str, Any]:
     clip = item.extra.get("clip")
-    try:
-        if isinstance(item.media, ImageMedia):
-            return {"images": [_jpeg_uri(load_unit_media(item.media))], "times": []}
-        assert isinstance(item.media, VideoMedia)
+    clip = (float(clip[0]), float(clip[1])) if clip else None
+    if isinstance(item.media, ImageMedia):
+        return {"images": [_jpeg_uri(load_unit_media(item.media))], "times": []}
+    assert isinstance(item.media, VideoMedia)
+    path = Path(item.media.path)
+    if path.is_dir():  # a folder of frames: reading a few of them is cheap
         few = item.media.model_copy(
             update={"sampling": FrameSampling(num_frames=VIDEO_FRAMES, max_frames=VIDEO_FRAMES)}
         )
-        frames = load_unit_media(few, tuple(clip) if clip else None)
-        images = [_jpeg_uri(Image.fromarray(f)) for f in frames.frames]
-        return {"images": images, "times": [round(t, 1) for t in frames.timestamps]}
-    except (MediaError, OSError, ValueError) as exc:
+        frames = load_unit_media(few, clip)
+        images, times = [Image.fromarray(f) for f in frames.frames], [round(t, 1) for t in frames.timestamps]
+    elif not path.is_file():
+        raise MediaError("video file not found", path=path)
+    else:
+        images, times = _seek_frames(path, clip)
+    return {"images": [_jpeg_uri(i) for i in images], "times": times}
+
+
+def media_view(item: EvalItem, cache: Path | None = None) -> dict[str, Any]:
+    """Thumbnails of the item's image, or a few frames of its video (of its clip) with their times; cached under
+    ``cache`` by medium, so re-scoring does not decode the media again. A medium that cannot be shown says why."""
+    key = stable_id(item.media.model_dump_json(), item.extra.get("clip"), THUMB_PX, VIDEO_FRAMES)
+    path = None if cache is None else cache / f"{key}.json"
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())
+    import av
+
+    try:
+        view = _view(item)
+    except (MediaError, OSError, ValueError, IndexError, av.error.FFmpegError) as exc:
         return {"images": [], "times": [], "error": str(exc)}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda p: p.write_text(json.dumps(view)))
+    return view
 
 
 def _answers(item: EvalItem, outcome: ScoreOutcome, captions: Sequence[Any], scores: Sequence[float]) -> list[dict]:
@@ -106,7 +157,7 @@ def html_samples(
                 "options": item.options,
                 "gold": item.gold_letter if item.is_mcq else (item.answers or None),
                 "span": item.span,
-                "media": media_view(item),
+                "media": media_view(item, cfg.out / "media" / "thumbs"),
                 "sides": [
                     {
                         "captioner": side.captioner,
