@@ -187,3 +187,21 @@ def test_cli_captions_file(tmp_path, shapes, tiny_models, monkeypatch):
     assert result.exit_code == 2 and "none of its keys ('nope')" in " ".join(result.output.split())
     both = CliRunner().invoke(app, [*common, "--captions", str(file), "--captioner", "m"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_file_captions_and_model_captions_compare_both_ways(tmp_path, shapes):
+    class Scripted:
+        name = "scripted"
+
+        def caption(self, requests, settings=None):
+            return [[f"Some shapes ({r.id})."] * settings.n for r in requests]
+
+    out, data = tmp_path / "out", paths(shapes)
+    model = PrismConfig(benchmarks=["shapes-image"], out=out, captioner="model", reader="matcher", k=1)
+    run_prism(model, captioner=Scripted(), reader=Matcher(), paths=data)
+    rich = write_jsonl(tmp_path / "rich.jsonl", references(shapes["shapes-image"], "exhaustive"))
+    from_file = run_prism(cfg(out, "shapes-image", rich, "rich", compare="model"), reader=Matcher(), paths=data)
+    from_model = run_prism(model.model_copy(update={"compare": "rich", "stage": "score"}), paths=data)
+    a, b = from_file["benchmarks"][0], from_model["benchmarks"][0]
+    assert a["compare"]["n"] == b["compare"]["n"] == a["n"]
+    assert a["compare"]["diff"] == pytest.approx(-b["compare"]["diff"]) and a["m_acc"] == b["compare"]["m_acc"]

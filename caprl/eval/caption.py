@@ -28,18 +28,15 @@ Progress = Callable[[str, str, int, int], None]
 
 @dataclass(frozen=True)
 class CaptionUnit:
-    """What one set of ``k`` captions describes (``external``: captions read from a file, made who knows how)."""
+    """What one set of ``k`` captions describes."""
 
     id: str
     media: Media
     clip: tuple[float, float] | None
     prompt: str
-    external: bool = False
 
     @property
     def frames(self) -> str:
-        if self.external:
-            return EXTERNAL
         sampling = getattr(self.media, "sampling", None)
         if sampling is None:
             return "image"
@@ -58,9 +55,8 @@ def caption_units(bench: Benchmark, items: Sequence[EvalItem], cfg: PrismConfig)
         if uid in units:
             continue
         clip = item.extra.get("clip")
-        external = cfg.captions is not None
         text = QUESTION_AWARE.format(prompt=prompt, question=item.question) if cfg.question_aware else prompt
-        units[uid] = CaptionUnit(uid, item.media, tuple(clip) if clip else None, "" if external else text, external)
+        units[uid] = CaptionUnit(uid, item.media, tuple(clip) if clip else None, text)
     return list(units.values())
 
 
@@ -80,16 +76,17 @@ def captions_log(cfg: PrismConfig, bench: str) -> AppendLog[CaptionRecord]:
 def caption_index(
     bench: Benchmark, items: Sequence[EvalItem], cfg: PrismConfig, captioner: str
 ) -> dict[str, list[CaptionRecord | None]]:
-    """unit id → its ``k`` caption records for ``captioner`` under ``cfg`` (None where not made yet). A captioner
-    whose captions came from a file is found too, so a model can be compared with captions made elsewhere."""
+    """unit id → its ``k`` caption records for ``captioner`` under ``cfg`` (None where not made yet): captions made
+    with ``cfg``'s settings, or read from a file under that name (so either kind compares with the other)."""
     records = captions_log(cfg, bench.name).by_id()
-    settings = cfg.settings_key()
+    made = cfg.model_copy(update={"captions": None})  # the settings caprl would have captioned with
+    settings = made.settings_key()
 
     def find(u: CaptionUnit, j: int) -> CaptionRecord | None:
-        made = records.get(caption_id(bench.name, u, captioner, settings, j))
-        return made or records.get(external_caption_id(bench.name, u.id, captioner, j))
+        own = records.get(caption_id(bench.name, u, captioner, settings, j))
+        return own or records.get(external_caption_id(bench.name, u.id, captioner, j))
 
-    return {u.id: [find(u, j) for j in range(cfg.k)] for u in caption_units(bench, items, cfg)}
+    return {u.id: [find(u, j) for j in range(cfg.k)] for u in caption_units(bench, items, made)}
 
 
 def run_caption_stage(

@@ -63,8 +63,6 @@ class PrismConfig(BaseModel):
         return None if self.frames is None else FrameSampling(num_frames=self.frames, max_frames=self.frames)
 
     def settings_key(self) -> str:
-        if self.captions is not None:
-            return EXTERNAL
         return f"t={self.temperature:g};p={self.top_p:g};max={self.max_new_tokens};seed={self.seed}"
 
     def bench_dir(self, benchmark: str) -> Path:

@@ -152,18 +152,18 @@ def _glob(path: Path, pattern: str) -> list[Path]:
     return [p for p in found if _is_data_file(p)]
 
 
-def data_files(path: Path, layouts: Sequence[Layout] = ()) -> tuple[Layout | None, list[Path]]:
-    """The layout found at ``path`` and its files, sorted (so the row order is stable): ``path`` itself when it
-    is a file; else the files of the first layout with any match; with no layouts, every data file below it.
-    Raises ``FileNotFoundError`` naming the layouts when none matches."""
+def data_files(path: Path, layouts: Sequence[Layout] = ()) -> list[Path]:
+    """The files holding the rows, sorted (so the row order is stable): ``path`` itself when it is a file; else
+    the files of the first layout with any match; with no layouts, every data file below it. Raises
+    ``FileNotFoundError`` naming the layouts when none matches."""
     if path.is_file():
-        return None, [path]
+        return [path]
     if not layouts:
-        return None, sorted(p for p in path.rglob("*") if _is_data_file(p))
+        return sorted(p for p in path.rglob("*") if _is_data_file(p))
     for layout in layouts:
         files = sorted({p for pattern in layout.patterns for p in _glob(path, pattern)})
         if files:
-            return layout, files
+            return files
     present = sorted(str(p.relative_to(path)) for p in path.rglob("*") if _is_data_file(p))[:5]
     raise FileNotFoundError(
         f"{path} matches none of the layouts this benchmark reads: "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from caprl.eval import extract, prompts
-from caprl.eval.data import DataPaths, DataSpec, Layout, MediaStore, data_files, image_bytes, read_rows
+from caprl.eval.data import DataPaths, DataSpec, MediaStore, data_files, image_bytes, read_rows
 from caprl.eval.metrics.anls import anls
 from caprl.eval.metrics.chartqapro import chartqapro_item_score
 from caprl.eval.metrics.grounding import THRESHOLDS, grounding_scores
@@ -109,14 +109,12 @@ class LoadContext:
     media_root: Path | None = None
     """The user's media folder (``--media-root``); None: the defaults above."""
     counter: int = 0
-    layout: Layout | None = None
-    """The layout being read (set by ``rows``)."""
     names: dict[str, str] = field(default_factory=dict)
     """media id -> the medium's name in the release (its file name), for matching captions made elsewhere."""
 
     def rows(self) -> Iterator[dict[str, Any]]:
         try:
-            self.layout, files = data_files(self.path, self.spec.layouts)
+            files = data_files(self.path, self.spec.layouts)
         except FileNotFoundError as exc:
             raise BenchmarkError(f"{self.benchmark}: {exc}") from None
         if not files:
