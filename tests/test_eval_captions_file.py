@@ -205,3 +205,50 @@ def test_file_captions_and_model_captions_compare_both_ways(tmp_path, shapes):
     a, b = from_file["benchmarks"][0], from_model["benchmarks"][0]
     assert a["compare"]["n"] == b["compare"]["n"] == a["n"]
     assert a["compare"]["diff"] == pytest.approx(-b["compare"]["diff"]) and a["m_acc"] == b["compare"]["m_acc"]
+
+
+def test_media_keys_by_release_name_without_mistaking_dots_for_extensions(tmp_path):
+    import shutil
+
+    from caprl.eval import get_benchmark
+    from caprl.eval.external import import_captions
+
+    root = tmp_path / "TimeLens-Bench"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "prism" / "timelens", root)
+    bench = get_benchmark("timelens")
+    items = bench.load_items(DataPaths(data={"timelens": str(root)}, env={}), tmp_path / "out")
+    rows = [  # QVHighlights ids end in ".0": that is not an extension to strip
+        {"video": "NUsG9BgSes0_210.0_360.0", "caption": "cooking on facetime"},
+        {"video": "/somewhere/qvhighlights/bP5KfdFJzC4_660.0_810.0.mp4", "caption": "basketball"},
+        {"video": "3MSZA", "caption": "a light is turned on"},
+    ]
+    file = write_jsonl(tmp_path / "caps.jsonl", rows)
+    run = import_captions(bench, items, cfg(tmp_path / "out", "timelens", file, "x"))
+    stored = {c["unit_id"]: c["caption"] for c in lines(tmp_path / "out" / "timelens" / "captions.jsonl")}
+    assert run.k == 1 and not run.question_aware
+    assert stored == {
+        "vid:qvhighlights/NUsG9BgSes0_210.0_360.0.mp4": "cooking on facetime",
+        "vid:qvhighlights/bP5KfdFJzC4_660.0_810.0.mp4": "basketball",
+        "vid:charades/3MSZA.mp4": "a light is turned on",
+    }
+
+
+def test_a_file_name_shared_by_two_media_is_refused(tmp_path):
+    from caprl.eval import get_benchmark
+    from caprl.eval.external import import_captions
+
+    root = tmp_path / "MVBench"
+    (root / "json").mkdir(parents=True)
+    for task in ("action_antonym", "object_shuffle"):  # their videos live in different folders, same file name
+        q = [{"video": "a.mp4", "question": "Q?", "candidates": ["x", "y"], "answer": "x"}]
+        (root / "json" / f"{task}.json").write_text(json.dumps(q))
+    bench = get_benchmark("mvbench")
+    items = bench.load_items(DataPaths(data={"mvbench": str(root)}, env={}), tmp_path / "out")
+    ambiguous = write_jsonl(tmp_path / "a.jsonl", [{"video": "a.mp4", "caption": "c"}])
+    with pytest.raises(CaptionsFileError, match=r"key 'a.mp4' names several media \('perception/videos/a.mp4', 'ssv2"):
+        import_captions(bench, items, cfg(tmp_path / "out", "mvbench", ambiguous, "x"))
+    by_path = [{"video": "ssv2_video/a.mp4", "caption": "c1"}, {"video": "perception/videos/a.mp4", "caption": "c2"}]
+    run = import_captions(
+        bench, items, cfg(tmp_path / "out", "mvbench", write_jsonl(tmp_path / "b.jsonl", by_path), "y")
+    )
+    assert run.k == 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
 
-from caprl.eval.benchmarks.base import Benchmark
+from caprl.eval.benchmarks.base import VIDEO_SUFFIXES, Benchmark
 from caprl.eval.caption import caption_units, captions_log, external_caption_id
 from caprl.eval.config import EXTERNAL, PrismConfig
 from caprl.eval.data import read_rows
@@ -93,10 +93,20 @@ def _captions(row: dict) -> list[str] | None:
     return None
 
 
+_MEDIA_SUFFIXES = (*VIDEO_SUFFIXES, ".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
+def _short(name: str) -> tuple[str, str]:
+    """The file name, and the file name without a media extension (only those: a QVHighlights id such as
+    ``NUsG9BgSes0_210.0_360.0`` keeps its ``.0``)."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    stem = base[: -len(PurePosixPath(base).suffix)] if base.lower().endswith(_MEDIA_SUFFIXES) else base
+    return base, stem
+
+
 def _names(name: str) -> list[str]:
     """A medium's name and its shorter forms: the whole path, the file name, the file name without extension."""
-    p = PurePosixPath(name.replace("\\", "/"))
-    return list(dict.fromkeys([name, p.name, p.stem]))
+    return list(dict.fromkeys([name, *_short(name)]))
 
 
 def media_names(item: EvalItem) -> list[str]:
@@ -118,15 +128,15 @@ def _match_media(file: CaptionsFile, items: Sequence[EvalItem]) -> dict[str, lis
         release[item.media_id] = item.media_name or item.media_id
         exact[item.media_id].add(item.media_id)
         if item.media_name:
-            p = PurePosixPath(item.media_name.replace("\\", "/"))
+            name, short = _short(item.media_name)
             exact[item.media_name].add(item.media_id)
-            base[p.name].add(item.media_id)
-            stem[p.stem].add(item.media_id)
+            base[name].add(item.media_id)
+            stem[short].add(item.media_id)
     found: dict[str, list[str]] = {}
     for key, texts in file.by_key.items():
-        p = PurePosixPath(key.replace("\\", "/"))
+        name, short = _short(key)
         hits: set[str] = set()
-        for candidate, tables in ((key, (exact,)), (p.name, (exact, base)), (p.stem, (exact, base, stem))):
+        for candidate, tables in ((key, (exact,)), (name, (exact, base)), (short, (exact, base, stem))):
             hits = set().union(*(t.get(candidate, set()) for t in tables))
             if hits:
                 break

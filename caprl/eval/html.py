@@ -248,9 +248,10 @@ def _answer_line(a: dict[str, Any], scale: float) -> str:
     if a.get("output") is None:
         return '<p class="answer"><em>no answer (the caption failed)</em> ' + _mark(a.get("score"), scale) + "</p>"
     unread = "" if a.get("prediction") is not None else ' <em class="error">(nothing could be read from it)</em>'
+    raw = escape(str(a.get("output")), quote=True)
     return (
-        f'<p class="answer">answer: <b>{escape(str(shown))}</b>{unread} {_mark(a.get("score"), scale)}'
-        f"{_probs(a.get('probs'))}</p>"
+        f'<p class="answer" title="the reader wrote: {raw}">answer: <b>{escape(str(shown))}</b>{unread} '
+        f"{_mark(a.get('score'), scale)}{_probs(a.get('probs'))}</p>"
     )
 
 
