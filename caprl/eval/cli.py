@@ -51,15 +51,28 @@ def prism_command(
     benchmark: str = typer.Option(
         ..., "--benchmark", "-b", help="Benchmark name(s), comma-separated (see `caprl eval list`)."
     ),
-    captioner: str = typer.Option(
-        ..., "--captioner", help="Captioner model id/path, or an OpenAI-compatible server URL (also its record name)."
+    captioner: str | None = typer.Option(
+        None, "--captioner", help="Captioner model id/path, or an OpenAI-compatible server URL (also its record name)."
+    ),
+    captions: Path | None = typer.Option(
+        None,
+        "--captions",
+        help="Score captions written elsewhere instead of captioning: a jsonl/json/parquet file of rows with "
+        "'caption' (or 'captions': a list) and a key (question_id, or media_id/image/video/path, or id). No "
+        "captioner is loaded; the records are named --captioner-name (default file:<the file's path>).",
     ),
     reader: str = typer.Option(
         None, "--reader", help="Reader model id/path, or an OpenAI-compatible server URL (needed for read/score)."
     ),
     out: Path = typer.Option(..., "--out", help="Output folder: records per benchmark, report.json, report.md."),
     stage: str = typer.Option("all", "--stage", help="caption | read | score | all (one stage, or all in order)."),
-    k: int = typer.Option(4, "--k", min=1, help="Captions per medium (M_Acc averages them, BoN takes the best)."),
+    k: int | None = typer.Option(
+        None,
+        "--k",
+        min=1,
+        help="Captions per medium (M_Acc averages them, BoN takes the best); default 4, or with --captions what "
+        "the file holds.",
+    ),
     temperature: float = typer.Option(1.0, help="Captioning temperature (Prism/CapRL: 1.0)."),
     top_p: float = typer.Option(1.0, help="Captioning top-p."),
     max_new_tokens: int = typer.Option(2048, help="Longest caption in tokens."),
@@ -93,11 +106,14 @@ def prism_command(
     judge_model: str | None = typer.Option(None, help="Judge model name ($CAPRL_JUDGE_MODEL)."),
     compare: str | None = typer.Option(None, help="Also compare with this captioner's records in --out (paired)."),
     bootstrap: int = typer.Option(2000, help="Bootstrap resamples for the 95% intervals."),
+    html_items: int = typer.Option(24, min=0, help="Questions per benchmark shown in report.html."),
 ) -> None:
     """Caption, read and score: the Prism evaluation of a captioner.
 
     Each stage appends records keyed by what produced them, so a killed run resumes where it stopped, and
-    captions are made once: reading with another reader, or re-scoring, never captions again.
+    captions are made once: reading with another reader, or re-scoring, never captions again. With --captions
+    FILE, captions written elsewhere are scored instead (no captioner). Writes report.json, report.md and
+    report.html (scores, and a sample of questions with media, captions and answers).
 
     \b
     Example (the built-in shapes world, tiny models from `caprl models tiny --out models/tiny`):
@@ -105,8 +121,10 @@ def prism_command(
         --reader models/tiny/reader --out runs/eval --k 4
     """
     from caprl.eval.backends import load_captioner
+    from caprl.eval.benchmarks import BenchmarkError
     from caprl.eval.config import PrismConfig
     from caprl.eval.data import DataMissing, DataPaths
+    from caprl.eval.external import CaptionsFileError
     from caprl.eval.metrics.judge import JudgeNotConfigured, load_judge
     from caprl.eval.pipeline import run_prism
     from caprl.eval.read import StageError
@@ -118,14 +136,27 @@ def prism_command(
         raise typer.BadParameter("choose score or generate", param_hint="--read-mode")
     if reader is None and stage != "caption":
         raise typer.BadParameter("the read and score stages need a reader", param_hint="--reader")
+    if (captioner is None) == (captions is None):
+        raise typer.BadParameter(
+            "give --captioner (a model to caption with) or --captions (a file of captions), not both",
+            param_hint="--captioner / --captions",
+        )
+    if captions is not None:
+        name = captioner_name or f"file:{captions.expanduser().resolve()}"
+    else:
+        assert captioner is not None
+        name = captioner_name or captioner + (f"@{captioner_model}" if captioner_model else "")
     try:
+        optional = {"k": k} if k is not None else {}
         cfg = PrismConfig(
             benchmarks=[b.strip().lower() for b in benchmark.split(",") if b.strip()],
             out=out,
-            captioner=captioner_name or captioner + (f"@{captioner_model}" if captioner_model else ""),
+            captioner=name,
+            captions=captions,
+            html_items=html_items,
+            **optional,
             reader=None if reader is None else reader_name or reader + (f"@{reader_model}" if reader_model else ""),
             stage=stage,
-            k=k,
             temperature=temperature,
             top_p=top_p,
             max_new_tokens=max_new_tokens,
@@ -151,6 +182,7 @@ def prism_command(
         raise typer.BadParameter(f"unknown {unknown}; known: {', '.join(REGISTRY)}", param_hint="--benchmark")
 
     def make_captioner():
+        assert captioner is not None
         kwargs: dict = {}
         backend = captioner_backend or ("openai" if captioner.startswith(("http://", "https://")) else "transformers")
         if backend == "openai" and captioner_model:
@@ -198,14 +230,14 @@ def prism_command(
         try:
             report = run_prism(
                 cfg,
-                captioner=make_captioner,
+                captioner=make_captioner if captioner else None,
                 reader=make_reader if reader else None,
                 judge=judge_model_obj,
                 paths=paths,
                 progress=progress,
                 log=console.print,
             )
-        except (DataMissing, JudgeNotConfigured, StageError) as exc:
+        except (DataMissing, JudgeNotConfigured, StageError, CaptionsFileError, BenchmarkError) as exc:
             bars.stop()
             console.print("[red]error:[/]", escape(str(exc)))
             raise typer.Exit(2) from None
@@ -213,4 +245,4 @@ def prism_command(
         console.print(f"stage {stage} done; records are in {out}")
         return
     console.print(rich_table(report))
-    console.print(f"report: {out / 'report.json'} and {out / 'report.md'}")
+    console.print(f"report: {out / 'report.json'}, {out / 'report.md'} and {out / 'report.html'}")

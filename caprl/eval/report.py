@@ -20,7 +20,7 @@ import numpy as np
 from caprl.data.io import atomic_write
 from caprl.eval.benchmarks.base import Benchmark
 from caprl.eval.stats import cluster_bootstrap
-from caprl.eval.types import ItemScore
+from caprl.eval.types import ItemScore, category_list
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -85,7 +85,8 @@ def benchmark_report(
     }
     by_cat: dict[str, list[ItemScore]] = defaultdict(list)
     for s in scores:
-        by_cat[s.category or "-"].append(s)
+        for c in category_list(s.category) or ["-"]:
+            by_cat[c].append(s)
     if len(by_cat) > 1:
         report["categories"] = {c: summarise(v, n_boot=n_boot, seed=seed) for c, v in sorted(by_cat.items())}
     if other is not None:
@@ -151,7 +152,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- captioner: `{cfg['captioner']}`",
         f"- reader: `{cfg['reader']}` ({cfg['read_mode']} mode)",
-        f"- captions per medium: {cfg['k']} (temperature {cfg['temperature']:g}); 95% CI: bootstrap over media",
+        f"- captions per medium: {cfg['k']} (temperature {cfg['temperature']:g}); 95% CI: bootstrap over media"
+        if not cfg.get("captions")
+        else f"- captions: {cfg['k']} per unit, read from `{cfg['captions']}`; 95% CI: bootstrap over media",
         "- scores in % (MMBench-Video: judge score 0-3)",
         "",
         "| " + " | ".join(head) + " |",
