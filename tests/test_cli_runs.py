@@ -107,3 +107,6 @@ def test_eval_shows_failed_captions_where_it_shows_the_score(tmp_path, tiny_mode
     assert f"warning: shapes-image: {2 * questions} of {2 * bench['n']} captions failed" in text
     md = (out / "report.md").read_text()
     assert f"shapes-image: {2 * questions} of {2 * bench['n']} captions failed" in md
+    html = (out / "report.html").read_text()
+    assert f"{2 * questions} of {2 * bench['n']} captions failed (media could not be read)" in html
+    assert "report.html" in text  # the last line names every report

@@ -8,6 +8,8 @@ import csv
 import dataclasses
 import io
 import json
+import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from caprl.eval.benchmarks import REGISTRY, get_benchmark
+from caprl.eval.benchmarks import REGISTRY, BenchmarkError, get_benchmark
+from caprl.eval.benchmarks.base import video_file
 from caprl.eval.data import DataMissing, DataPaths
 from caprl.eval.media import load_unit_media
 from caprl.schema import FrameSampling, ImageMedia
+
+FIXTURES = Path(__file__).parent / "fixtures" / "prism"
 
 
 def png(colour: str, size: int = 16) -> bytes:
@@ -67,30 +72,30 @@ def hf_image(data: bytes) -> dict:
 
 def test_chartqa_hf_parquet_and_arrow(tmp_path):
     rows = [
-        {"imgname": "a.png", "query": "How many?", "label": "12", "type": "human_test", "image": hf_image(png("red"))},
-        {"imgname": "b.png", "query": "Max?", "label": "7%", "type": "augmented_test", "image": hf_image(png("blue"))},
+        {"imgname": "a.png", "query": "How many?", "label": "12", "type": "human_test", "image": png("red")},
+        {"imgname": "b.png", "query": "Max?", "label": "7%", "type": "augmented_test", "image": png("blue")},
     ]
     folder = tmp_path / "chartqa"
-    write_parquet(folder / "data" / "test-00000-of-00001.parquet", rows)
-    write_parquet(folder / "data" / "train-00000-of-00001.parquet", rows[:1])  # other splits are ignored
+    write_parquet(folder / "data" / "test-00000-of-00001.parquet", rows)  # ahmed-masry/ChartQA: image as binary
+    write_parquet(folder / "data" / "train-00000-of-00003.parquet", rows[:1])  # other splits are ignored
     items = load("chartqa", folder, tmp_path)
-    assert [(i.question, i.answers, i.category) for i in items] == [
-        ("How many?", ["12"], "human"),
-        ("Max?", ["7%"], "augmented"),
+    assert [(i.question, i.answers, i.category, i.media_name) for i in items] == [
+        ("How many?", ["12"], "human", "a.png"),
+        ("Max?", ["7%"], "augmented", "b.png"),
     ]
     assert Image.open(items[0].media.path).getpixel((0, 0)) == (255, 0, 0)
     assert items[0].media_id != items[1].media_id
 
-    # The same rows as a datasets-style arrow stream (a save_to_disk / cache file).
-    arrow = tmp_path / "arrow" / "data-00000-of-00001.arrow"
-    arrow.parent.mkdir()
-    table = pa.Table.from_pylist(rows)
+    # The same rows as a datasets save_to_disk folder (test/ split, arrow stream).
+    arrow = tmp_path / "arrow" / "test" / "data-00000-of-00001.arrow"
+    arrow.parent.mkdir(parents=True)
+    table = pa.Table.from_pylist([{**r, "image": hf_image(r["image"])} for r in rows])
     with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    assert [i.answers for i in load("chartqa", arrow.parent, tmp_path)] == [["12"], ["7%"]]
+    assert [i.answers for i in load("chartqa", tmp_path / "arrow", tmp_path)] == [["12"], ["7%"]]
 
 
-def test_chartqa_vlmevalkit_tsv_and_original_json(tmp_path):
+def test_chartqa_vlmevalkit_tsv(tmp_path):
     tsv = write_tsv(
         tmp_path / "ChartQA_TEST.tsv",
         [
@@ -101,12 +106,39 @@ def test_chartqa_vlmevalkit_tsv_and_original_json(tmp_path):
     items = load("chartqa", tsv, tmp_path)
     assert [i.id for i in items] == ["0", "1"] and items[0].media_id == items[1].media_id
 
-    root = tmp_path / "ChartQA Dataset" / "test"
-    (root / "png").mkdir(parents=True)
-    (root / "png" / "c1.png").write_bytes(png("green"))
-    write_json(root / "test_human.json", [{"imgname": "c1.png", "query": "Which?", "label": "Green"}])
+
+def chartqa_release(tmp_path: Path) -> Path:
+    """The original release as cloned or unzipped: the real test rows (fixtures), charts drawn for their names,
+    and the folders that are not rows (annotations/, tables/, train/)."""
+    root = tmp_path / "ChartQA Dataset"
+    shutil.copytree(FIXTURES / "chartqa", root)
+    test = root / "test"
+    for f in ("test_human.json", "test_augmented.json"):
+        for row in json.loads((test / f).read_text()):
+            (test / "png").mkdir(exist_ok=True)
+            (test / "png" / row["imgname"]).write_bytes(png("green"))
+    write_json(test / "annotations" / "41699051005347.json", {"models": [], "type": "v_bar", "general_figure_info": {}})
+    (test / "tables").mkdir()
+    (test / "tables" / "41699051005347.csv").write_text("Entity,Value\nLamb,1.2\n")
+    write_json(root / "train" / "train_human.json", [{"imgname": "x.png", "query": "Q?", "label": "1"}])
+    return root
+
+
+def test_chartqa_original_release_reads_only_the_test_questions(tmp_path):
+    root = chartqa_release(tmp_path)
     items = load("chartqa", root, tmp_path)
-    assert items[0].media.path == str(root / "png" / "c1.png") and items[0].category == "human"
+    assert len(items) == 7  # 3 augmented + 4 human real rows: annotations/, tables/ and train/ are not rows
+    assert [i.category for i in items] == ["augmented"] * 3 + ["human"] * 4
+    lamb = next(i for i in items if "Lamb and Corn" in i.question)
+    assert lamb.answers == ["0.57"] and lamb.media.path == str(root / "test" / "png" / "41699051005347.png")
+    assert lamb.media_id == "img:41699051005347.png" and lamb.media_name == "41699051005347.png"
+    # Pointing at the test/ folder itself reads the same questions.
+    assert [i.question for i in load("chartqa", root / "test", tmp_path)] == [i.question for i in items]
+
+    (root / "test" / "png" / "8127.png").unlink(missing_ok=True)
+    (root / "test" / "png" / "41810321001157.png").unlink()
+    with pytest.raises(BenchmarkError, match=r"image file '41810321001157.png' .*test_human.json.*--media-root"):
+        load("chartqa", root, tmp_path)
 
 
 def test_chartqapro_parquet(tmp_path):
@@ -135,6 +167,27 @@ def test_chartqapro_parquet(tmp_path):
     assert conv.question.endswith("And the lowest?") and "Context: Sales by year." in conv.question
     bench = get_benchmark("chartqapro")
     assert bench.metric.score("2015", conv)["score"] == 1.0 and bench.metric.score("2016", conv)["score"] == 0.0
+
+
+def test_infovqa_reads_only_the_infographicvqa_config_of_a_docvqa_download(tmp_path):
+    root = tmp_path / "DocVQA"  # lmms-lab/DocVQA as `hf download` writes it: both configs, several splits
+    info = {"questionId": "65718", "question": "Which social platform has heavy female audience?",
+            "answers": ["pinterest"], "answer_type": ["single span"], "image": hf_image(png("red")),
+            "image_url": "https://blogs.constantcontact.com/wp-content/uploads/2019/03/Social-Media-Infographic.png",
+            "operation/reasoning": [], "ocr": "[]", "data_split": "val"}  # fmt: skip
+    write_parquet(root / "InfographicVQA" / "validation-00000-of-00004.parquet", [info])
+    write_parquet(root / "InfographicVQA" / "test-00000-of-00004.parquet", [{**info, "questionId": "1", "answers": []}])
+    doc = {"questionId": "337", "question": "what is the date mentioned in this letter?",
+           "question_types": ["handwritten"], "image": hf_image(png("blue")), "docId": 279,
+           "ucsf_document_id": "yhjf0226", "ucsf_document_page_no": "1", "answers": ["1/8/93"],
+           "data_split": "val"}  # fmt: skip
+    write_parquet(root / "DocVQA" / "validation-00000-of-00006.parquet", [doc])
+    [item] = load("infovqa", root, tmp_path)
+    assert (item.id, item.answers, item.category) == ("65718", ["pinterest"], "single span")
+    # The config's own folder works too; DocVQA's folder is refused, not scored as InfoVQA.
+    assert [i.id for i in load("infovqa", root / "InfographicVQA", tmp_path)] == ["65718"]
+    with pytest.raises(BenchmarkError, match=r"holds DocVQA questions \(column 'docId'\)"):
+        load("infovqa", root / "DocVQA", tmp_path)
 
 
 def test_infovqa_tsv_and_original_json(tmp_path):
@@ -208,7 +261,7 @@ def test_seedbench_parquet_json_and_2k_subset(tmp_path):
         )  # fmt: skip
     rows.append({**rows[0], "question_id": "v0", "data_type": "video"})  # video questions are skipped
     folder = tmp_path / "seed"
-    write_parquet(folder / "test.parquet", rows)
+    write_parquet(folder / "data" / "test-00000-of-00001.parquet", rows)  # lmms-lab/SEED-Bench
     items = load("seedbench", folder, tmp_path)
     assert [i.id for i in items] == ["q0", "q1", "q2", "q3", "q4"]
     assert items[2].gold_letter == "C" and items[0].category == "Instances Counting"
@@ -219,15 +272,26 @@ def test_seedbench_parquet_json_and_2k_subset(tmp_path):
     picked = [i.id for i in small.load_items(paths, tmp_path / "c")]
     assert len(picked) == 2 and picked == [i.id for i in small.load_items(paths, tmp_path / "c")]
 
-    root = tmp_path / "seed-orig"
-    (root / "SEED-Bench-image").mkdir(parents=True)
-    (root / "SEED-Bench-image" / "123_456.jpg").write_bytes(png("red"))
-    write_json(
-        root / "SEED-Bench.json",
-        {"questions": [{**{k: v for k, v in rows[0].items() if k != "image"}, "data_id": "123_456.jpg"}]},
-    )
+
+def test_seedbench_original_json_opens_data_id_as_a_file_name(tmp_path):
+    root = tmp_path / "SEED-Bench"
+    root.mkdir()
+    shutil.copy(FIXTURES / "seedbench" / "SEED-Bench.json", root)  # the real rows: an image and a video question
+    images = root / "SEED-Bench-image"
+    images.mkdir()
+    (images / "1454426_2591111986").write_bytes(png("red"))  # the file name is the data_id, as eval.py opens it
+    [item] = load("seedbench", root, tmp_path)  # the video question (dimension 10) is skipped
+    assert (item.id, item.question, item.gold_letter) == ("101669", "How many towels are in the image?", "A")
+    assert item.options == ["One", "Two", "Three", "Four"] and item.category == "Instances Counting"
+    assert item.media.path == str(images / "1454426_2591111986") and item.media_name == "1454426_2591111986"
+
+    # Images unzipped with an extension are found too; a missing one is an error naming it and where it looked.
+    (images / "1454426_2591111986").rename(images / "1454426_2591111986.jpg")
     [item] = load("seedbench", root, tmp_path)
-    assert item.media.path.endswith("SEED-Bench-image/123_456.jpg")
+    assert item.media.path == str(images / "1454426_2591111986.jpg")
+    (images / "1454426_2591111986.jpg").unlink()
+    with pytest.raises(BenchmarkError, match=r"image file '1454426_2591111986' .*SEED-Bench.json.*SEED-Bench-image"):
+        load("seedbench", root, tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------------- video
@@ -249,84 +313,165 @@ def test_video_mme_parquet(tmp_path):
     assert item.media.sampling == FrameSampling(num_frames=128, max_frames=128)
 
 
-def test_mvbench_json_tasks_with_clips(tmp_path):
+def test_mvbench_unzipped_data0613_layout_and_gold_as_option_text(tmp_path):
     root = tmp_path / "MVBench"
+    # The task example of the MVBench paper, in json/action_sequence.json's layout (a [start, end] clip).
     write_json(
         root / "json" / "action_sequence.json",
-        [{"video": "ZS9XR.mp4", "question": "What did the person do first?",
-          "candidates": ["Sat down.", "Stood up.", "Ran."], "answer": "Stood up.", "start": 11.1, "end": 19.6}],
+        [{"video": "ZS9XR.mp4", "question": "What happened after the person took the food?",
+          "candidates": ["Ate the medicine.", "Tidied up the blanket.", "Put down the cup/glass/bottle.",
+                         "Took the box."], "answer": "Put down the cup/glass/bottle.", "start": 11.1, "end": 19.6}],
     )  # fmt: skip
+    # One-letter option texts: the gold is the option whose text is "A" (the second), not the letter A.
     write_json(
         root / "json" / "object_shuffle.json",
-        [{"video": "video_1.mp4", "question": "Where is the ball?", "candidates": ["left", "right"],
-          "answer": "left"}],
+        [{"video": "video_1.mp4", "question": "Which cup hides the ball?", "candidates": ["B", "A", "C"],
+          "answer": "A"}],
     )  # fmt: skip
-    items = load("mvbench", root, tmp_path)
-    seq, shuffle = sorted(items, key=lambda i: i.id)
-    assert seq.category == "action_sequence" and seq.gold == 1 and seq.extra["clip"] == [11.1, 19.6]
-    assert seq.media.path == str(root / "video" / "star/Charades_v1_480" / "ZS9XR.mp4")
-    assert seq.media_id.endswith("@11.1-19.6")
-    assert (
-        shuffle.media.path == str(root / "video" / "perception/videos" / "video_1.mp4") and "clip" not in shuffle.extra
+    # As the archives unzip: star/ under video/data0613/, perception/ directly under video/.
+    for rel in ("data0613/star/Charades_v1_480/ZS9XR.mp4", "perception/videos/video_1.mp4"):
+        (root / "video" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "video" / rel).write_bytes(b"not decoded here")
+    seq, shuffle = sorted(load("mvbench", root, tmp_path), key=lambda i: i.id)
+    assert seq.category == "action_sequence" and seq.gold == 2 and seq.extra["clip"] == [11.1, 19.6]
+    assert seq.media.path == str(root / "video" / "data0613" / "star/Charades_v1_480" / "ZS9XR.mp4")
+    assert seq.media_id == "vid:star/Charades_v1_480/ZS9XR.mp4@11.1-19.6"  # the same id in either layout
+    assert shuffle.options == ["B", "A", "C"] and shuffle.gold == 1 and shuffle.gold_letter == "B"
+    assert shuffle.media.path == str(root / "video" / "perception/videos" / "video_1.mp4")
+
+    write_json(root / "json" / "object_shuffle.json",
+               [{"video": "v.mp4", "question": "Q?", "candidates": ["x", "y"], "answer": "z"}])  # fmt: skip
+    with pytest.raises(BenchmarkError, match=r"object_shuffle/.*'z' is not among the candidates"):
+        load("mvbench", root, tmp_path)
+
+
+def test_mmvu_real_rows(tmp_path):
+    root = tmp_path / "MMVU"
+    root.mkdir()
+    shutil.copy(FIXTURES / "mmvu" / "validation.json", root)
+    items = {i.id: i for i in load("mmvu", root, tmp_path)}
+    mc, art = items["validation_1"], items["validation_0"]
+    assert mc.options == ["10.0", "5.0", "12.0", "15.0", "20.0"] and mc.gold_letter == "A"
+    assert mc.category == "Chemistry"
+    assert mc.media.path == str(root / "videos/Chemistry/0.mp4")
+    assert not art.is_mcq and art.answers == ["Dolly Zoom"] and art.category == "Art"
+    metric = get_benchmark("mmvu").metric
+    assert not metric.judged(mc) and metric.judged(art)
+    # The judge reads the reader's whole answer (it extracts the final answer itself), with MMVU's instruction.
+    bench = get_benchmark("mmvu")
+    raw = "<think>zoom and dolly</think>The camera dollies in while zooming out: a dolly zoom.\nSo: Dolly zoom."
+    assert bench.answer(raw, art, "generate") == raw.split("</think>")[1]
+    system, user = metric.judge.messages(art.question, art.answers[0], "a dolly zoom")
+    assert system["content"].startswith("Evaluate whether the model's final answer is correct")
+    assert user["content"] == (
+        "Question: Which cinematic shooting technique is shown in the video?\n\nGround Truth Answer: Dolly Zoom"
+        "\n\nModel Response to the Question: a dolly zoom"
     )
 
 
-def test_mmvu_json_mixed_question_types(tmp_path):
-    root = tmp_path / "MMVU"
-    write_json(
-        root / "validation.json",
-        [
-            {"id": "mc1", "video": "https://huggingface.co/datasets/yale-nlp/MMVU/resolve/main/videos/Art/1.mp4",
-             "question": "Which style?", "choices": {"A": "Baroque", "B": "Cubism", "C": "", "D": ""},
-             "answer": "B", "question_type": "multiple-choice", "metadata": {"subject": "Art"}},
-            {"id": "oe1", "video": "videos/Chemistry/3.mp4", "question": "What forms?", "choices": {},
-             "answer": "Water", "question_type": "open-ended", "metadata": {"subject": "Chemistry"}},
-        ],
-    )  # fmt: skip
-    mc, oe = load("mmvu", root, tmp_path)
-    assert mc.options == ["Baroque", "Cubism"] and mc.gold_letter == "B" and mc.category == "Art"
-    assert mc.media.path == str(root / "videos/Art/1.mp4")
-    assert not oe.is_mcq and oe.answers == ["Water"]
-    metric = get_benchmark("mmvu").metric
-    assert not metric.judged(mc) and metric.judged(oe)
+def mmbench_video_rows() -> list[dict]:
+    # VLMEvalKit's MMBench-Video.tsv columns; dimensions is a Python list literal.
+    return [
+        {"index": 0, "video": "0h2bRXTAKMs", "video_path": "./video/0h2bRXTAKMs.mp4", "video_type": "Sports",
+         "question": "What sport is being played?", "answer": "Basketball.", "dimensions": "['Event Recognition']"},
+        {"index": 1, "video": "0h2bRXTAKMs", "video_path": "./video/0h2bRXTAKMs.mp4", "video_type": "Sports",
+         "question": "How many players score, and why does the crowd cheer?", "answer": "Two; a late winner.",
+         "dimensions": "['Counting', 'Causal Reasoning']"},
+    ]  # fmt: skip
 
 
-def test_mmbench_video_tsv(tmp_path):
-    tsv = write_tsv(
-        tmp_path / "mmbv" / "MMBench-Video.tsv",
-        [{"index": 0, "video": "clip_a", "question": "What happens?", "answer": "A dog runs.",
-          "dimensions": "['Event Recognition']", "video_type": "sports"}],
-    )  # fmt: skip
-    [item] = load("mmbench-video", tsv.parent, tmp_path)
-    assert item.media.path == str(tsv.parent / "video" / "clip_a.mp4") and item.category == "Event Recognition"
+def test_mmbench_video_reads_the_tsv_and_unpacks_video_pickles(tmp_path):
+    root = tmp_path / "MMBench-Video"  # as `hf download opencompass/MMBench-Video` writes it
+    write_tsv(root / "MMBench-Video.tsv", mmbench_video_rows())
+    # The same questions as JSON beside it (not rows: reading them too gave duplicate ids).
+    write_json(root / "MMBench-Video_q.json", [{"question_id": 0, "video_name": "0h2bRXTAKMs", "question": "Q?"}])
+    write_json(root / "MMBench-Video_a.json", [{"question_id": 0, "answer": "Basketball."}])
+    (root / "video_pkl").mkdir()
+    with open(root / "video_pkl" / "video_chunk_0.pkl", "wb") as f:
+        pickle.dump({"0h2bRXTAKMs": b"mp4 bytes"}, f)
+    out = tmp_path / "cache"
+    first, second = load("mmbench-video", root, tmp_path)
+    unpacked = out / "media" / "mmbench-video" / "video" / "0h2bRXTAKMs.mp4"
+    assert first.media.path == second.media.path == str(unpacked) and unpacked.read_bytes() == b"mp4 bytes"
+    assert first.answers == ["Basketball."] and first.category == ["Event Recognition", "FP-S", "Perception"]
+    assert second.category == ["Counting", "Causal Reasoning", "FP-S", "TR", "Perception", "Reasoning"]
     assert get_benchmark("mmbench-video").metric.scale == 3.0
 
+    # With video/ beside the TSV (unpacked by VLMEvalKit), it is read as it is.
+    (root / "video").mkdir()
+    assert load("mmbench-video", root, tmp_path)[0].media.path == str(root / "video" / "0h2bRXTAKMs.mp4")
 
-def test_tomato_json_map(tmp_path):
+
+def test_mmbench_video_refuses_pickles_that_would_run_code(tmp_path):
+    root = tmp_path / "MMBench-Video"
+    write_tsv(root / "MMBench-Video.tsv", mmbench_video_rows()[:1])
+    (root / "video_pkl").mkdir()
+    with open(root / "video_pkl" / "video_chunk_0.pkl", "wb") as f:
+        pickle.dump({"0h2bRXTAKMs": Path("x")}, f)  # any class: refused before it is built
+    with pytest.raises(BenchmarkError, match=r"video_chunk_0.pkl is not a video pickle: refusing to load pathlib"):
+        load("mmbench-video", root, tmp_path)
+
+
+def test_mmbench_video_judge_prompt_and_integer_verdicts():
+    judge = get_benchmark("mmbench-video").metric.judge
+    system, user = judge.messages("What sport?", "Basketball.", "They play basketball.")
+    assert "Your response should be a single integer from 0, 1, 2, or 3." in system["content"]
+    assert user["content"] == (
+        "Question: What sport?\nGroundtruth answer: Basketball.\nCandidate answer: They play basketball.\n"
+        "Your response: "
+    )
+    assert [judge.parse(r) for r in ("3", " 2\n", "Score: 2", "4", "2.5", "")] == [3.0, 2.0, None, None, None, None]
+
+
+def test_tomato_release_json_and_hf_parquet_category_is_motion_type(tmp_path):
     root = tmp_path / "TOMATO"
-    write_json(
-        root / "data" / "count.json",
-        {"count-0001": {"question": "How many times?", "options": ["1", "2", "3"], "answer": 2,
-                        "key": "0001", "demonstration_type": "human"}},
-    )  # fmt: skip
-    [item] = load("tomato", root, tmp_path)
-    assert item.id == "count/count-0001" and item.gold == 2 and item.category == "count"
-    assert item.media.path == str(root / "videos" / "human" / "0001.mp4")
+    shutil.copytree(FIXTURES / "tomato", root)
+    items = load("tomato", root, tmp_path)
+    assert [(i.id, i.category, i.gold) for i in items] == [
+        ("count/0", "count", 2), ("count/1", "count", 2), ("visual cues/0", "visual cues", 2),
+        ("visual cues/1", "visual cues", 3),
+    ]  # fmt: skip
+    assert items[0].options == ["2", "1", "3", "4", "5", "0"]
+    assert items[0].media.path == str(root / "videos" / "human" / "0209-03.mp4")
+
+    # HF yale-nlp/TOMATO: the same records as parquet shards named by type (with a hash).
+    hf = tmp_path / "TOMATO-hf"
+    for name, shard in (("count", "count-00000-of-00001-b1a5fcd07825dea8"),
+                        ("visual_cues", "visual_cues-00000-of-00001-d4585588d5b20c3d")):  # fmt: skip
+        records = json.loads((FIXTURES / "tomato" / "data" / f"{name}.json").read_text())
+        write_parquet(hf / "data" / f"{shard}.parquet", list(records.values()))
+    parquet = load("tomato", hf, tmp_path)
+    assert [(i.id, i.category) for i in parquet] == [(i.id, i.category) for i in items]
 
 
-def test_timelens_jsonl_span_formats(tmp_path):
-    path = tmp_path / "timelens" / "charades.jsonl"
-    path.parent.mkdir(parents=True)
-    rows = [
-        {"id": "a", "video": "v1", "query": "a person opens a door", "span": [1.5, 4.0], "duration": 30},
-        {"id": "b", "video": "v2.mp4", "sentence": "jumps", "timestamps": [[2, 3], [5, 6]]},
-        {"id": "c", "video_path": "v3", "caption": "waves", "answer": "10.0-12.5", "source": "anet"},
+def test_timelens_real_layout_several_queries_per_video(tmp_path):
+    root = tmp_path / "TimeLens-Bench"
+    shutil.copytree(FIXTURES / "timelens", root)
+    items = {i.id: i for i in load("timelens", root, tmp_path)}
+    assert sorted(items) == [
+        "charades/3MSZA/0",
+        "qvhighlights/NUsG9BgSes0_210.0_360.0/0",
+        "qvhighlights/NUsG9BgSes0_210.0_360.0/1",
+        "qvhighlights/bP5KfdFJzC4_660.0_810.0/0",
     ]
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    a, b, c = load("timelens", path.parent, tmp_path)
-    assert (a.span, b.span, c.span) == ((1.5, 4.0), (2.0, 3.0), (10.0, 12.5))
-    assert a.category == "charades" and c.category == "anet" and a.question == "Query: a person opens a door"
-    assert a.media.path == str(path.parent / "videos" / "v1.mp4")
+    a, b = items["qvhighlights/NUsG9BgSes0_210.0_360.0/0"], items["qvhighlights/NUsG9BgSes0_210.0_360.0/1"]
+    assert a.media_id == b.media_id and a.span == (82.0, 150.0) and b.span == (0.0, 70.0)
+    # The id's ".0" is not an extension: ".mp4" is appended, as the official loader does.
+    assert a.media.path == str(root / "videos" / "qvhighlights" / "NUsG9BgSes0_210.0_360.0.mp4")
+    assert b.question == "Query: Two women talk on a video call"  # whitespace collapsed, final period dropped
+    assert a.category == "qvhighlights" and a.extra["duration"] == 150
+    assert items["charades/3MSZA/0"].span == (24.3, 30.4)
+
+    bad = root / "charades-timelens.json"
+    bad.write_text(json.dumps({"3MSZA": {"duration": 30.96, "spans": [[1, 2], [3, 4]], "queries": ["one"]}}))
+    with pytest.raises(BenchmarkError, match=r"charades-timelens.json video '3MSZA'.*2 spans and 1 queries"):
+        load("timelens", root, tmp_path)
+
+
+def test_video_file_names():
+    assert video_file("NUsG9BgSes0_210.0_360.0") == "NUsG9BgSes0_210.0_360.0.mp4"
+    assert video_file("fFjv93ACGo8") == "fFjv93ACGo8.mp4"
+    assert video_file("clip.MP4") == "clip.MP4" and video_file("a/b.webm") == "a/b.webm"
 
 
 # ------------------------------------------------------------------------------------------ missing + media
@@ -346,6 +491,15 @@ def test_missing_data_says_what_to_download_and_where(tmp_path):
     assert str(tmp_path / "nope") in msg and "$CAPRL_EVAL_VIDEO_MME" in msg
     assert f"put it at {tmp_path / 'bench-data' / 'video-mme'}" in msg
     assert "lmms-lab/Video-MME" in msg and "--media-root video-mme=DIR" in msg
+
+
+def test_a_folder_with_no_known_layout_names_the_layouts(tmp_path):
+    write_json(tmp_path / "chartqa" / "test" / "annotations" / "x.json", {"models": []})
+    with pytest.raises(BenchmarkError) as err:
+        load("chartqa", tmp_path / "chartqa", tmp_path)
+    msg = str(err.value)
+    assert "matches none of the layouts" in msg and "original release (**/test_human.json" in msg
+    assert "test/annotations/x.json" in msg
 
 
 def test_every_benchmark_is_registered_with_a_download_hint():

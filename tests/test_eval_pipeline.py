@@ -250,6 +250,8 @@ class FakeReader:
 
 
 class FakeJudge:
+    """Replies as MMVU's judge does (structured JSON), correct when the reader's whole answer was 'Answer: Water'."""
+
     name = "fake-judge"
 
     def __init__(self):
@@ -257,7 +259,8 @@ class FakeJudge:
 
     def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=None):
         self.prompts += len(prompts)
-        return ["Score: 1" if "Candidate answer: Water" in p[-1]["content"] else "Score: 0" for p in prompts]
+        right = "Model Response to the Question: Answer: Water"
+        return [json.dumps({"extracted_answer": "x", "correct": right in p[-1]["content"]}) for p in prompts]
 
 
 def test_llm_judge_scores_open_answers_and_keeps_raw_output(tmp_path):
@@ -288,9 +291,8 @@ def test_llm_judge_scores_open_answers_and_keeps_raw_output(tmp_path):
     assert bench["no_caption_acc"] == pytest.approx(2 / 3) and bench["judge_failures"] == 0
     verdicts = lines(tmp_path / "out" / "mmvu" / "judge.jsonl")
     assert judge.prompts == len(verdicts) == 4  # two open questions x (caption + no caption)
-    assert {v["raw"] for v in verdicts} == {"Score: 1", "Score: 0"} and all(
-        v["judge"] == "fake-judge" for v in verdicts
-    )
+    assert {json.loads(v["raw"])["correct"] for v in verdicts} == {True, False}
+    assert all(v["judge"] == "fake-judge" for v in verdicts)
 
     # Verdicts on disk are reused: re-scoring needs no judge at all.
     again = run_prism(cfg.model_copy(update={"stage": "score"}), paths=paths)

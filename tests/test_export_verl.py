@@ -126,6 +126,7 @@ def test_image_columns_and_types(root):
                         ("references", string),
                         ("metadata", string),
                         ("mcq_kinds", string),
+                        ("video_path", string),
                     ]
                 ),
             ),
@@ -148,6 +149,7 @@ def test_image_columns_and_types(root):
     assert [r["extra_info"]["id"] for r in rows] == ["emb", "path", "both", "ünïcode-🖼"]
     # Only prompts that placeholder-stripping would not give back are stored verbatim.
     assert [r["extra_info"]["prompt"] for r in rows] == [None, None, "  Describe it.\n", ""]
+    assert [r["extra_info"]["video_path"] for r in rows] == [None] * 4
 
 
 def test_video_columns(root):
@@ -163,6 +165,8 @@ def test_video_columns(root):
     assert rows[0]["prompt"][0]["content"] == "<video>Describe the video with [mm:ss] timestamps."
     assert rows[0]["videos"] == [{"video": str(root / "media" / "v1.mp4"), "fps": 1.5, "max_frames": 32}]
     assert rows[1]["videos"] == [{"video": str(root / "media" / "v2.mp4"), "fps": 2.0, "max_frames": 64}]
+    # CapRL++'s VLM-judge reward function reads the video from extra_info.video_path.
+    assert [r["extra_info"]["video_path"] for r in rows] == [r["videos"][0]["video"] for r in rows]
 
 
 def test_video_sampling_keys_follow_the_rows(root):

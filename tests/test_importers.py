@@ -12,15 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from caprl.data.importers import (
-    ERRORS_NAME,
-    import_dataset,
-    import_rows,
-    open_rows,
-    parse_literal,
-    split_question_options,
-)
+from caprl.data.containers import open_rows
+from caprl.data.importers import ERRORS_NAME, import_dataset, import_rows
 from caprl.data.io import read_dataset
+from caprl.data.mcq_text import parse_literal, split_question_options
 from caprl.schema import DEFAULT_IMAGE_PROMPT, DEFAULT_VIDEO_PROMPT, ImageMedia, SchemaError, VideoMedia
 
 
@@ -299,7 +294,7 @@ def test_split_question_options(text, question, options):
 
 @pytest.mark.parametrize("text", ["No options at all?", "Only one? A) x", "Wrong order? B) x A) y"])
 def test_split_question_options_rejects(text):
-    with pytest.raises(ValueError, match="could not find options"):
+    with pytest.raises(ValueError, match="could not find the options"):
         split_question_options(text)
 
 
@@ -342,7 +337,7 @@ def test_caprl_v1_rows(tmp_path):
     assert set(reasons) == {3, 4, 5}
     assert "outside the 2 options" in reasons[3]
     assert "not found" in reasons[4] and "missing.jpg" in reasons[4]
-    assert "could not find options" in reasons[5]
+    assert "could not find the options" in reasons[5]
 
 
 def test_caprl_v1_code_payload_is_rejected_safely(tmp_path):

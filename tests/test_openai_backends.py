@@ -244,17 +244,14 @@ def test_vllm_reader_glue_on_vllm_shaped_objects(monkeypatch):
             return StubTokenizer()
 
         def generate(self, prompts, params, use_tqdm=True):
-            seen["params"] = params
+            seen["params"], seen["prompts"] = params, prompts
             rows = {32: -1.0, 33: -2.0, 34: -3.0, 35: -4.0, 7: -0.5}
             return [
                 types.SimpleNamespace(
-                    outputs=[types.SimpleNamespace(logprobs=[{k: Logprob(v) for k, v in rows.items()}])]
+                    outputs=[types.SimpleNamespace(logprobs=[{k: Logprob(v) for k, v in rows.items()}], text="B")]
                 )
                 for _ in prompts
             ]
-
-        def chat(self, prompts, params, use_tqdm=True, chat_template_kwargs=None):
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text="B")]) for _ in prompts]
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     from caprl.readers.vllm import VLLMReader
@@ -268,6 +265,14 @@ def test_vllm_reader_glue_on_vllm_shaped_objects(monkeypatch):
     assert out[0].letter_mass == pytest.approx(expected.sum())
     assert out[1].argmax == "A" and reader.generate([MSGS]) == ["B"]
     assert isinstance(reader, Reader)
+    # Generation renders each prompt itself: a final assistant lead-in is continued, not closed.
+    lead = [*MSGS, {"role": "assistant", "content": "The answer is"}]
+    tok = reader.tokenizer
+    tok.apply_chat_template = lambda m, tokenize=False, **kw: json.dumps([m[-1]["role"], sorted(kw)])
+    reader.generate([MSGS, lead])
+    rendered = ["".join(chr(t) for t in p["prompt_token_ids"]) for p in seen["prompts"]]
+    assert rendered == [json.dumps(["user", ["add_generation_prompt"]]),
+                        json.dumps(["assistant", ["add_generation_prompt", "continue_final_message"]])]
 
 
 def test_vllm_captioner_glue_on_vllm_shaped_objects(monkeypatch):
@@ -517,6 +522,20 @@ def test_recorded_vllm_concurrent_async_calls_probe_once():
         sent = server.posts("/v1/completions")
     assert [r[0].argmax for r in results] == ["A", "A", "A"]
     assert sum("logprob_token_ids" in b for b in sent) == 1 and len(sent) == 4  # one probe, then top-k only
+
+
+def test_answer_lead_in_is_continued_on_servers():
+    """A prompt ending with an assistant lead-in ("The answer is") asks vLLM to continue it; other prompts send no
+    such field, so plain OpenAI-compatible servers never see it."""
+    lead = [*MSGS, {"role": "assistant", "content": "The answer is"}]
+    chat = {"choices": [{"message": {"role": "assistant", "content": " B."}}]}
+    with ScriptedServer(lambda m, p, b, c: (200, {}, chat, 0)) as server:
+        with OpenAIReader(server.url, "m", mode="chat") as reader:
+            assert reader.generate([MSGS, lead]) == [" B.", " B."]
+        sent = sorted(server.posts("/v1/chat/completions"), key=lambda b: len(b["messages"]))
+    assert "continue_final_message" not in sent[0] and "add_generation_prompt" not in sent[0]
+    assert sent[1]["messages"] == lead
+    assert sent[1]["continue_final_message"] is True and sent[1]["add_generation_prompt"] is False
 
 
 def test_recorded_vllm_chat_top_logprobs():

@@ -88,35 +88,51 @@ def test_is_a_reader(reader, tiny_models):
 
 def test_prefix_sharing_matches_one_prompt_at_a_time(reader, queries, one_at_a_time):
     token_ids = reader.encode([q.messages for q in queries])
-    (root,) = reader.plan(token_ids)
-    packed = [node for node in _walk(root) if node.packs_children]
-    assert len(packed) == 3  # one packed row per caption: the caption computed once for its questions
-    assert all(len(node.tokens) >= reader.min_shared_prefix for node in _walk(root) if node.children)
+    rows = reader.plan(token_ids)
+    assert len(rows) == 1  # everything fits one row: one forward for the whole call
+    computed = sum(len(row) for row in rows)
+    # Each caption is computed once for its questions and the template once for all captions.
+    assert computed < 0.5 * sum(map(len, token_ids))
+    assert sorted(q for row in rows for _, q in row.keep) == list(range(len(queries)))
     _assert_same(reader.score_letters(queries), one_at_a_time)
 
 
-def test_shared_prefix_computed_once_across_captions(reader, queries, one_at_a_time):
-    # The template and instruction are shared by every caption's prompts: a node of their own, whose KV feeds
-    # the caption rows (the caption-less prompt branches off earlier and is a plain row).
-    token_ids = reader.encode([q.messages for q in queries[:-1]])
-    (root,) = reader.plan(token_ids)
-    assert len(root.children) == 1 and not root.children[0].packs_children
-    assert len([n for n in _walk(root) if n.packs_children]) == 3
-    _assert_same(reader.score_letters(queries[:-1]), one_at_a_time[:-1])
+def test_rows_split_a_tree_and_repeat_only_the_ancestors_they_need(reader, queries, one_at_a_time):
+    token_ids = reader.encode([q.messages for q in queries])
+    saved = reader.row_tokens
+    reader.row_tokens = 200
+    try:
+        rows = reader.plan(token_ids)
+        scores = reader.score_letters(queries)
+    finally:
+        reader.row_tokens = saved
+    assert len(rows) > 3
+    for row in rows:
+        # Every query's last token sees exactly its own prompt: the tokens it can see, in position order, are it.
+        vis = row.visibility()
+        for position, q in row.keep:
+            seen = [row.ids[j] for j in range(position + 1) if vis[row.seg[position], row.seg[j]]]
+            assert seen == token_ids[q]
+    assert sorted(q for row in rows for _, q in row.keep) == list(range(len(queries)))
+    _assert_same(scores, one_at_a_time)
 
 
-@pytest.mark.parametrize(("share", "rows"), [(True, 1), (True, 7), (True, None), (False, 1), (False, None)])
-def test_batch_size_and_order_do_not_change_scores(reader, queries, one_at_a_time, rows, share):
+@pytest.mark.parametrize(
+    ("share", "rows", "row_tokens"),
+    [(True, 1, 64), (True, 7, 300), (True, None, 1024), (False, 1, 0), (False, None, 0)],
+)
+def test_batch_size_and_order_do_not_change_scores(reader, queries, one_at_a_time, rows, share, row_tokens):
     longest = max(len(ids) for ids in reader.encode([q.messages for q in queries]))
     order = list(range(len(queries)))
     random.Random(rows or 0).shuffle(order)
-    saved = reader.batch_tokens, reader.share_prefix
+    saved = reader.batch_tokens, reader.share_prefix, reader.row_tokens
     reader.batch_tokens = longest * rows if rows else 1 << 20
     reader.share_prefix = share
+    reader.row_tokens = row_tokens or saved[2]
     try:
         scores = reader.score_letters([queries[i] for i in order])
     finally:
-        reader.batch_tokens, reader.share_prefix = saved
+        reader.batch_tokens, reader.share_prefix, reader.row_tokens = saved
     _assert_same(scores, [one_at_a_time[i] for i in order])
 
 
@@ -143,13 +159,20 @@ def test_tree_edge_cases_on_raw_token_ids(reader):
 
 def test_nested_prefixes_make_a_deep_tree(reader):
     # Every query a prefix of the next: a chain of nodes, one level each (and no recursion limit to hit).
+    from caprl.readers.transformers import build_prefix_tree
+
     rng = np.random.default_rng(1)
     base = rng.integers(0, len(reader.tokenizer), 80).tolist()
     seqs = [base[: 20 + k] for k in range(0, 36, 3)]
-    (root,) = reader.plan(seqs)
-    assert _depth(root) == len(seqs)
+    assert _depth(build_prefix_tree(seqs, range(len(seqs)), 1)) == len(seqs)
     alone = np.concatenate([reader.letter_logprobs([s]) for s in seqs])
     np.testing.assert_allclose(reader.letter_logprobs(seqs), alone, atol=1e-4)
+    saved = reader.row_tokens
+    reader.row_tokens = 30  # shorter than the chain: rows repeat its head
+    try:
+        np.testing.assert_allclose(reader.letter_logprobs(seqs), alone, atol=1e-4)
+    finally:
+        reader.row_tokens = saved
 
 
 def test_probabilities_are_distributions(reader, queries):
@@ -213,8 +236,3 @@ def _depth(node) -> int:
     """Levels below ``node``."""
     return max((1 + _depth(c) for c in node.children), default=0)
 
-
-def _walk(node):
-    for child in node.children:
-        yield child
-        yield from _walk(child)

@@ -80,12 +80,12 @@ def test_get_reward_equals_in_process_engine(server, items, expected):
     prompts = [caprl_prompt(it, "{letter}) {text}" if i % 2 else "{letter}. {text}") for i, it in enumerate(items)]
     response = post(server, "/get_reward", {"prompts": prompts})
     assert response.status_code == 200, response.text
-    assert response.json() == {"rewards": [r.reward for r in expected]}
+    assert response.json() == {"rewards": [r.reward for r in expected], "qa_rewards": [r.qa for r in expected]}
 
 
 def test_empty_requests_are_answered(server):
     assert post(server, "/v1/rewards", {"items": []}).json() == {"results": []}
-    assert post(server, "/get_reward", {"prompts": []}).json() == {"rewards": []}
+    assert post(server, "/get_reward", {"prompts": []}).json() == {"rewards": [], "qa_rewards": []}
 
 
 # ------------------------------------------------------------------------------------------- bad inputs

@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from caprl.data.containers import open_rows
 from caprl.data.export import DEFAULT_ABILITY, export_verl
-from caprl.data.importers import ERRORS_NAME, ImportResult, import_dataset, open_rows
+from caprl.data.importers import ERRORS_NAME, ImportResult, import_dataset
 from caprl.data.inspect import inspect_dataset, render_sample, render_stats
 from caprl.schema import SchemaError
 

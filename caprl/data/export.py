@@ -8,7 +8,8 @@ One row per sample::
     videos        [{"video": "/abs/path.mp4", "fps": 2.0, "max_frames": 64}]   (video rows)
     ability       "dense_caption"
     reward_model  {"style": "rule", "ground_truth": [{"question", "choices": ["A) ...", ...], "answer": "C"}]}
-    extra_info    {"id", "index", "caprl_version", "media", "prompt", "references", "metadata", "mcq_kinds"}
+    extra_info    {"id", "index", "caprl_version", "media", "prompt", "references", "metadata", "mcq_kinds",
+                   "video_path"}
 
 verl splits the message content on ``<image>``/``<video>`` and feeds ``images``/``videos`` entries to
 ``process_image`` (which needs ``bytes``) and ``process_video`` (a dict with ``video`` and optional ``fps``/
@@ -28,6 +29,8 @@ Choices:
   (relative path, whether the bytes were embedded, frame sampling), references, metadata and MCQ kinds, plus the
   prompt when stripping the placeholder would not give it back. Importing the file with the ``verl``/``caprl-qa``
   importer restores exactly the exported samples.
+- ``extra_info.video_path`` repeats a video row's absolute path (null for images): CapRL++'s VLM-judge reward
+  function reads the video from there (``caprl.verl.reward`` with ``score_mode: vl_judge`` does too).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from caprl.data.convert import prompt_from_messages
 from caprl.data.io import Dataset, atomic_write, read_dataset
 from caprl.schema import (
     DEFAULT_IMAGE_PROMPT,
@@ -76,6 +80,7 @@ EXTRA_INFO_TYPE = pa.struct(
         ("references", pa.string()),
         ("metadata", pa.string()),
         ("mcq_kinds", pa.string()),
+        ("video_path", pa.string()),
     ]
 )
 _VIDEO_FIELDS = {"video": pa.string(), "fps": pa.float64(), "max_frames": pa.int64(), "nframes": pa.int64()}
@@ -127,8 +132,6 @@ def _default_prompt(modality: str) -> str:
 
 def _prompt_from_row(messages: Any, modality: str) -> str:
     """The prompt the importer reads back from verl's message list (placeholders stripped)."""
-    from caprl.data.importers import prompt_from_messages
-
     return prompt_from_messages(messages, _default_prompt(modality))[0]
 
 
@@ -201,6 +204,7 @@ def sample_to_verl_row(
         "references": _json(sample.references),
         "metadata": _json(sample.metadata),
         "mcq_kinds": _json([q.kind for q in sample.mcqs]),
+        "video_path": row["videos"][0]["video"] if row["videos"] else None,
     }
     return row
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from caprl.captioners.base import Captioner, CaptionRequest, GenerationSettings
 from caprl.data.media import MediaError
 from caprl.eval.benchmarks.base import Benchmark
-from caprl.eval.config import Lazy, PrismConfig
+from caprl.eval.config import EXTERNAL, Lazy, PrismConfig
 from caprl.eval.media import load_unit_media
 from caprl.eval.prompts import QUESTION_AWARE
 from caprl.eval.records import AppendLog
@@ -64,6 +64,11 @@ def caption_id(bench: str, unit: CaptionUnit, captioner: str, settings: str, ind
     return stable_id(bench, unit.id, captioner, unit.prompt, unit.frames, settings, index)
 
 
+def external_caption_id(bench: str, unit_id: str, captioner: str, index: int) -> str:
+    """The id of a caption read from a file (no prompt, frames or settings are known)."""
+    return stable_id(bench, unit_id, captioner, "", EXTERNAL, EXTERNAL, index)
+
+
 def captions_log(cfg: PrismConfig, bench: str) -> AppendLog[CaptionRecord]:
     return AppendLog(cfg.bench_dir(bench) / "captions.jsonl", CaptionRecord, "caption_id")
 
@@ -71,13 +76,17 @@ def captions_log(cfg: PrismConfig, bench: str) -> AppendLog[CaptionRecord]:
 def caption_index(
     bench: Benchmark, items: Sequence[EvalItem], cfg: PrismConfig, captioner: str
 ) -> dict[str, list[CaptionRecord | None]]:
-    """unit id → its ``k`` caption records for ``captioner`` under ``cfg`` (None where not made yet)."""
+    """unit id → its ``k`` caption records for ``captioner`` under ``cfg`` (None where not made yet): captions made
+    with ``cfg``'s settings, or read from a file under that name (so either kind compares with the other)."""
     records = captions_log(cfg, bench.name).by_id()
-    settings = cfg.settings_key()
-    return {
-        u.id: [records.get(caption_id(bench.name, u, captioner, settings, j)) for j in range(cfg.k)]
-        for u in caption_units(bench, items, cfg)
-    }
+    made = cfg.model_copy(update={"captions": None})  # the settings caprl would have captioned with
+    settings = made.settings_key()
+
+    def find(u: CaptionUnit, j: int) -> CaptionRecord | None:
+        own = records.get(caption_id(bench.name, u, captioner, settings, j))
+        return own or records.get(external_caption_id(bench.name, u.id, captioner, j))
+
+    return {u.id: [find(u, j) for j in range(cfg.k)] for u in caption_units(bench, items, made)}
 
 
 def run_caption_stage(

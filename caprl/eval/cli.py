@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from caprl.errors import OptionError, from_flags
-from caprl.preflight import BackendName, backend_of, check_model
+from caprl.preflight import BackendName, backend_of, check_model, existing_path
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 console = Console()
@@ -60,17 +60,32 @@ def prism_command(
     benchmark: str = typer.Option(
         ..., "--benchmark", "-b", help="Benchmark name(s), comma-separated (see `caprl eval list`)."
     ),
-    captioner: str = typer.Option(
-        ..., "--captioner", help="Captioner model id/path, or an OpenAI-compatible server URL (also its record name)."
+    captioner: str | None = typer.Option(
+        None, "--captioner", help="Captioner model id/path, or an OpenAI-compatible server URL (also its record name)."
+    ),
+    captions: Path | None = typer.Option(
+        None,
+        "--captions",
+        help="Score captions written elsewhere instead of captioning: a jsonl/json/parquet file of rows with "
+        "'caption' (or 'captions': a list) and a key (question_id, or media_id/image/video/path, or id). No "
+        "captioner is loaded; the records are named --captioner-name (default file:<the file's path>).",
     ),
     reader: str = typer.Option(
         None, "--reader", help="Reader model id/path, or an OpenAI-compatible server URL (needed for read/score)."
     ),
-    out: Path = typer.Option(..., "--out", help="Output folder: records per benchmark, report.json, report.md."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: records per benchmark, report.json, report.md, report.html."
+    ),
     stage: Literal["caption", "read", "score", "all"] = typer.Option(
         "all", "--stage", help="One stage, or all in order."
     ),
-    k: int = typer.Option(4, "--k", min=1, help="Captions per medium (M_Acc averages them, BoN takes the best)."),
+    k: int | None = typer.Option(
+        None,
+        "--k",
+        min=1,
+        help="Captions per medium (M_Acc averages them, BoN takes the best); default 4, or with --captions what "
+        "the file holds.",
+    ),
     temperature: float = typer.Option(1.0, help="Captioning temperature (Prism/CapRL: 1.0)."),
     top_p: float = typer.Option(1.0, help="Captioning top-p."),
     max_new_tokens: int = typer.Option(2048, help="Longest caption in tokens."),
@@ -106,11 +121,14 @@ def prism_command(
     judge_model: str | None = typer.Option(None, help="Judge model name ($CAPRL_JUDGE_MODEL)."),
     compare: str | None = typer.Option(None, help="Also compare with this captioner's records in --out (paired)."),
     bootstrap: int = typer.Option(2000, help="Bootstrap resamples for the 95% intervals."),
+    html_items: int = typer.Option(24, min=0, help="Questions per benchmark shown in report.html."),
 ) -> None:
     """Caption, read and score: the Prism evaluation of a captioner.
 
     Each stage appends records keyed by what produced them, so a killed run resumes where it stopped, and
-    captions are made once: reading with another reader, or re-scoring, never captions again.
+    captions are made once: reading with another reader, or re-scoring, never captions again. With --captions
+    FILE, captions written elsewhere are scored instead (no captioner). Writes report.json, report.md and
+    report.html (scores, and a sample of questions with media, captions and answers).
 
     \b
     Example (the built-in shapes world; caprl models tiny --out models/tiny):
@@ -127,20 +145,31 @@ def prism_command(
 
     if reader is None and stage != "caption":
         raise OptionError("--reader is needed for the read and score stages (or give --stage caption)")
+    if (captioner is None) == (captions is None):
+        raise OptionError("give --captioner (a model to caption with) or --captions (a file of captions), not both")
+    if captions is not None:
+        existing_path(captions, "--captions", what="captions file")
+        name = captioner_name or f"file:{captions.expanduser().resolve()}"
+    else:
+        assert captioner is not None
+        name = captioner_name or captioner + (f"@{captioner_model}" if captioner_model else "")
     # The models are loaded only when a stage has work for them; their specs are checked now.
-    if stage in ("caption", "all"):
+    if captioner is not None and stage in ("caption", "all"):
         check_model(captioner, role="captioner", flag="--captioner", backend=captioner_backend)
     if reader is not None and stage in ("read", "all"):
         check_model(reader, role="reader", flag="--reader", backend=reader_backend)
+    optional = {"k": k} if k is not None else {}  # unset: 4, or what a captions file holds
     cfg = from_flags(
         PrismConfig,
         {"benchmarks": "--benchmark"},
         benchmarks=[b.strip().lower() for b in benchmark.split(",") if b.strip()],
         out=out,
-        captioner=captioner_name or captioner + (f"@{captioner_model}" if captioner_model else ""),
+        captioner=name,
+        captions=captions,
+        html_items=html_items,
+        **optional,
         reader=None if reader is None else reader_name or reader + (f"@{reader_model}" if reader_model else ""),
         stage=stage,
-        k=k,
         temperature=temperature,
         top_p=top_p,
         max_new_tokens=max_new_tokens,
@@ -166,6 +195,7 @@ def prism_command(
         )
 
     def make_captioner():
+        assert captioner is not None
         kwargs: dict = {}
         backend = backend_of(captioner, captioner_backend)
         if backend == "openai" and captioner_model:
@@ -212,7 +242,7 @@ def prism_command(
 
         report = run_prism(
             cfg,
-            captioner=make_captioner,
+            captioner=make_captioner if captioner else None,
             reader=make_reader if reader else None,
             judge=judge_model_obj,
             paths=paths,
@@ -225,4 +255,4 @@ def prism_command(
     console.print(rich_table(report))
     for line in caption_error_lines(report):
         console.print(f"warning: {line}", markup=False, highlight=False)
-    console.print(f"report: {out / 'report.json'} and {out / 'report.md'}")
+    console.print(f"report: {out / 'report.json'}, {out / 'report.md'} and {out / 'report.html'}")

@@ -14,6 +14,9 @@ from caprl.schema import FrameSampling
 Stage = Literal["caption", "read", "score", "all"]
 T = TypeVar("T")
 
+EXTERNAL = "external"
+"""The prompt/frames/settings key of captions read from a file: nothing about how they were made is known."""
+
 
 class PrismConfig(BaseModel):
     """What to evaluate and how. ``captioner``/``reader`` are the *names* the records are keyed by (a model path,
@@ -50,6 +53,11 @@ class PrismConfig(BaseModel):
     """Another captioner (by name) to compare with on the same items, from records in the same ``out``."""
     bootstrap: int = Field(default=2000, ge=100)
     judge_max_new_tokens: int = Field(default=64, ge=1)
+    captions: Path | None = None
+    """Captions written elsewhere (jsonl/parquet keyed by question or medium), read instead of captioning; their
+    records are named ``captioner``. ``k`` defaults to the captions per medium the file holds."""
+    html_items: int = Field(default=24, ge=0)
+    """Questions per benchmark shown in ``report.html`` (a stable sample)."""
 
     def sampling(self) -> FrameSampling | None:
         return None if self.frames is None else FrameSampling(num_frames=self.frames, max_frames=self.frames)

@@ -6,8 +6,11 @@ or ``CAPRL_EVAL_DATA``. Nothing is downloaded: when nothing is there, ``DataMiss
 to put it. Videos referenced by a JSON/TSV file resolve against a media root (``--media-root NAME=DIR``,
 ``CAPRL_EVAL_<NAME>_MEDIA``, or a default folder beside the annotation file).
 
-Readers yield plain row dicts: HF parquet and arrow files (``datasets`` caches and ``save_to_disk`` folders), the
-VLMEvalKit TSV (images as base64, or the ``index`` of another row holding the same image) and JSON / JSONL.
+Which files at a data path hold a benchmark's rows is declared per benchmark as ``Layout``s (glob patterns): the
+first layout with matching files is read, so a full download that also ships other files (ChartQA's
+``annotations/``, DocVQA questions beside InfographicVQA's, MMBench-Video's ``_q``/``_a`` JSONs) reads only the
+rows. Readers yield plain row dicts: HF parquet and arrow files (``datasets`` caches and ``save_to_disk`` folders),
+the VLMEvalKit TSV (images as base64, or the ``index`` of another row holding the same image) and JSON / JSONL.
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ def env_name(benchmark: str, suffix: str = "") -> str:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """One way a benchmark is distributed: a name (for messages and docs) and the glob patterns, relative to the
+    data path, whose files together hold the rows (``**/`` matches at any depth, including none)."""
+
+    name: str
+    patterns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DataSpec:
     """How a benchmark's data is obtained: a sentence per source, and the layout caprl expects."""
 
@@ -57,7 +69,10 @@ class DataSpec:
     layout: str = ""
     """What to put at the data path (a file or a folder and what is inside)."""
     media_dir: str | None = None
-    """For video benchmarks: the folder, relative to the data path, that holds the videos by default."""
+    """The folder holding the media files named by rows: looked for beside the data path (a folder: inside it) and
+    beside the annotation file the row came from."""
+    layouts: tuple[Layout, ...] = ()
+    """The accepted layouts, tried in order when the data path is a folder (none: every data file below it)."""
 
 
 @dataclass
@@ -88,13 +103,13 @@ class DataPaths:
                 return path
         raise DataMissing(missing_message(benchmark, spec, tried))
 
-    def media_root(self, benchmark: str, data_path: Path, spec: DataSpec) -> Path:
+    def media_root(self, benchmark: str) -> Path | None:
+        """The media folder the user named (``--media-root`` or ``$CAPRL_EVAL_<NAME>_MEDIA``), if any."""
         if benchmark in self.media:
             return Path(self.media[benchmark]).expanduser()
         if self.env.get(env_name(benchmark, "_MEDIA")):
             return Path(self.env[env_name(benchmark, "_MEDIA")]).expanduser()
-        base = data_path if data_path.is_dir() else data_path.parent
-        return base / spec.media_dir if spec.media_dir else base
+        return None
 
 
 def missing_message(benchmark: str, spec: DataSpec, tried: Sequence[tuple[str, Path]]) -> str:
@@ -111,9 +126,12 @@ def missing_message(benchmark: str, spec: DataSpec, tried: Sequence[tuple[str, P
     target = tried[-1][1] if tried else Path(f"<data root>/{benchmark}")
     lines.append(f"and put it at {target}" + (f" ({spec.layout})" if spec.layout else "") + ",")
     lines.append(f"or point --data {benchmark}=PATH (or ${env_name(benchmark)}) at it.")
+    if spec.layouts:
+        lines.append("Layouts read (the first one found):")
+        lines.extend(f"  - {lay.name}: {', '.join(lay.patterns)}" for lay in spec.layouts)
     if spec.media_dir:
         lines.append(
-            f"Media files named in the rows are read from <data path>/{spec.media_dir} unless "
+            f"Media files named in the rows are read from {spec.media_dir}/ beside the data unless "
             f"--media-root {benchmark}=DIR (or ${env_name(benchmark, '_MEDIA')}) says otherwise."
         )
     return "\n".join(lines)
@@ -122,18 +140,39 @@ def missing_message(benchmark: str, spec: DataSpec, tried: Sequence[tuple[str, P
 # ------------------------------------------------------------------------------------------------------ readers
 
 
-def data_files(path: Path, *, contains: str | None = None) -> list[Path]:
-    """The data files at ``path`` (itself, or every file of a known format below it), optionally only those whose
-    path contains ``contains`` (a split name such as ``test``); sorted, so the row order is stable."""
+# datasets' save_to_disk writes these next to its arrow files: not rows.
+_NOT_ROWS = ("state.json", "dataset_info.json", "dataset_dict.json")
+
+
+def _is_data_file(p: Path) -> bool:
+    return p.suffix in FORMATS and p.is_file() and not p.name.startswith(".") and p.name not in _NOT_ROWS
+
+
+def _glob(path: Path, pattern: str) -> list[Path]:
+    found = set(path.glob(pattern))
+    if pattern.startswith("**/"):  # glob's ** already matches zero folders; this keeps it so on every Python
+        found |= set(path.glob(pattern[3:]))
+    return [p for p in found if _is_data_file(p)]
+
+
+def data_files(path: Path, layouts: Sequence[Layout] = ()) -> list[Path]:
+    """The files holding the rows, sorted (so the row order is stable): ``path`` itself when it is a file; else
+    the files of the first layout with any match; with no layouts, every data file below it. Raises
+    ``FileNotFoundError`` naming the layouts when none matches."""
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.suffix in FORMATS and p.is_file() and not p.name.startswith("."))
-    # datasets' save_to_disk writes state.json / dataset_info.json next to its arrow files: not rows.
-    files = [p for p in files if p.name not in ("state.json", "dataset_info.json", "dataset_dict.json")]
-    if contains is not None:
-        picked = [p for p in files if contains.lower() in str(p.relative_to(path)).lower()]
-        files = picked or files
-    return files
+    if not layouts:
+        return sorted(p for p in path.rglob("*") if _is_data_file(p))
+    for layout in layouts:
+        files = sorted({p for pattern in layout.patterns for p in _glob(path, pattern)})
+        if files:
+            return files
+    present = sorted(str(p.relative_to(path)) for p in path.rglob("*") if _is_data_file(p))[:5]
+    raise FileNotFoundError(
+        f"{path} matches none of the layouts this benchmark reads: "
+        + "; ".join(f"{lay.name} ({', '.join(lay.patterns)})" for lay in layouts)
+        + (f". Data files there: {', '.join(present)}" if present else ". It holds no data files")
+    )
 
 
 def read_parquet(path: Path) -> Iterator[dict[str, Any]]:
@@ -196,6 +235,7 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
         raise ValueError(f"{path}: unknown data format (expected one of {', '.join(FORMATS)})")
     for row in reader[path.suffix](path):
         row.setdefault("_file", path.name)
+        row.setdefault("_path", str(path))  # where the row came from: media files are looked for beside it
         yield row
 
 

@@ -7,6 +7,8 @@ answer scores 0 and is counted, never guessed.
 '42'
 >>> span("The event happens from 00:12 to 00:20.")
 (12.0, 20.0)
+>>> span("The event happens in 20.4 - 10.6 seconds.")  # reversed: kept, and scored 0
+(20.0, 11.0)
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import re
 
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _LEAD = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:|：)\s*", re.I)
-_TIME = re.compile(r"(?<![\d.:])(\d+(?::\d{1,2}){0,2}(?:\.\d+)?)(?![\d:])")
+
+
+def without_thinking(text: str) -> str:
+    """The answer with any ``<think>`` block removed, stripped."""
+    return _THINK.sub(" ", text or "").strip()
 
 
 def short_answer(text: str) -> str | None:
@@ -41,14 +47,40 @@ def seconds(token: str) -> float:
     return value
 
 
+# TimeLens's answer reading (timelens/utils.py, extract_time), in its order: clock times (h:mm:ss or m:ss), taken
+# in pairs; else "a - b" or "a to b" ranges; else bare numbers, in pairs.
+_CLOCK = re.compile(r"\b(\d{1,2}:\d{2}:\d{2}(?:\.\d+)?|\d{1,2}:\d{2}(?:\.\d+)?)\b")
+_RANGES = (re.compile(r"(\d+\.?\d*)\s*-\s*(\d+\.?\d*)"), re.compile(r"(\d+\.?\d*)\s+to\s+(\d+\.?\d*)"))
+_NUMBER = re.compile(r"\b(\d+\.\d+|\d+)\b")
+
+
+def spans(text: str) -> list[tuple[float, float]]:
+    """Every (start, end) pair in the answer, read as TimeLens's official evaluation reads it (a reasoning block in
+    ``<think>`` tags is dropped first). Pairs keep their order: a reversed span stays reversed."""
+    text = _THINK.sub(" ", text or "").lower()
+    clocks = _CLOCK.findall(text)
+    clocks = clocks[: len(clocks) // 2 * 2]
+    if clocks:
+        values = [seconds(c) for c in clocks]
+        return list(zip(values[::2], values[1::2], strict=True))
+    for pattern in _RANGES:
+        found = pattern.findall(text)
+        if found:
+            return [(float(a), float(b)) for a, b in found]
+    numbers = _NUMBER.findall(text)
+    numbers = numbers[: len(numbers) // 2 * 2]
+    values = [float(n) for n in numbers]
+    return list(zip(values[::2], values[1::2], strict=True))
+
+
 def span(text: str) -> tuple[float, float] | None:
-    """The first two times in the answer as (start, end), in order; None when it holds fewer than two."""
-    text = _THINK.sub(" ", text or "")
-    times = [seconds(m.group(1)) for m in _TIME.finditer(text)]
-    if len(times) < 2:
+    """The predicted span: the first pair, rounded to whole seconds as TimeLens's evaluation rounds it (Python's
+    ``round``, halves to even); None when the answer holds no pair."""
+    found = spans(text)
+    if not found:
         return None
-    start, end = times[0], times[1]
-    return (start, end) if start <= end else (end, start)
+    start, end = found[0]
+    return float(round(start)), float(round(end))
 
 
 def format_span(value: tuple[float, float]) -> str:

@@ -1,4 +1,5 @@
-"""``run_prism``: the caption, read and score stages over several benchmarks, and the report.
+"""``run_prism``: the caption (or captions-file import), read and score stages over several benchmarks, and the
+report (``report.json``, ``report.md``, ``report.html``).
 
 >>> cfg = PrismConfig(benchmarks=["shapes-image"], out="runs/eval", captioner="models/tiny/captioner",
 ...                   reader="models/tiny/reader")                                       # doctest: +SKIP
@@ -14,6 +15,8 @@ from caprl.eval.benchmarks import get_benchmark
 from caprl.eval.caption import Progress, run_caption_stage
 from caprl.eval.config import Lazy, PrismConfig
 from caprl.eval.data import DataPaths
+from caprl.eval.external import import_captions
+from caprl.eval.html import html_samples, write_html
 from caprl.eval.read import run_read_stage
 from caprl.eval.report import benchmark_report, write_report
 from caprl.eval.score import run_score_stage
@@ -45,32 +48,46 @@ def run_prism(
     lazy_captioner, lazy_reader, lazy_judge = Lazy(captioner, "captioner"), Lazy(reader, "reader"), Lazy(judge, "judge")
     stages = ("caption", "read", "score") if cfg.stage == "all" else (cfg.stage,)
     reports = []
+    samples = {}
+    ks = []
     for bench in benches:
         items = bench.load_items(paths, cfg.out, frames=cfg.sampling(), limit=cfg.limit)
         say(f"{bench.name}: {len(items)} questions on {len({i.media_id for i in items})} media")
-        if "caption" in stages:
-            run_caption_stage(bench, items, cfg, lazy_captioner, progress)
+        run = cfg
+        if cfg.captions is not None:
+            # Captions written elsewhere are this run's caption stage: stored once, then read like any others.
+            run = import_captions(bench, items, cfg)
+            unit = "question" if run.question_aware else "medium"
+            say(f"{bench.name}: {run.k} caption(s) per {unit} from {cfg.captions}")
+        elif "caption" in stages:
+            run_caption_stage(bench, items, run, lazy_captioner, progress)
         if "read" in stages:
-            run_read_stage(bench, items, cfg, lazy_reader, progress)
+            run_read_stage(bench, items, run, lazy_reader, progress)
         if "score" in stages:
-            outcome = run_score_stage(bench, items, cfg, lazy_judge, progress=progress)
+            outcome = run_score_stage(bench, items, run, lazy_judge, progress=progress)
             other = None
-            if cfg.compare:
-                other = run_score_stage(bench, items, cfg, lazy_judge, captioner=cfg.compare, progress=progress).scores
+            if run.compare:
+                other = run_score_stage(bench, items, run, lazy_judge, captioner=run.compare, progress=progress)
             reports.append(
                 benchmark_report(
                     bench,
                     outcome.scores,
-                    k=cfg.k,
-                    n_boot=cfg.bootstrap,
-                    seed=cfg.seed,
-                    other=other,
-                    other_name=cfg.compare,
+                    k=run.k,
+                    n_boot=run.bootstrap,
+                    seed=run.seed,
+                    other=None if other is None else other.scores,
+                    other_name=run.compare,
                     judge_failures=outcome.judge_failures,
                 )
             )
+            samples[bench.name] = html_samples(bench, items, run, outcome, other)
+            ks.append(run.k)
     if not reports:
         return None
-    report = {"config": cfg.model_dump(mode="json"), "benchmarks": reports}
+    config = cfg.model_dump(mode="json")
+    if len(set(ks)) == 1:  # captions from a file: k is what the file holds
+        config["k"] = ks[0]
+    report = {"config": config, "benchmarks": reports}
     write_report(report, cfg.out)
+    write_html(report, samples, cfg.out)
     return report

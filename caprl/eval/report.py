@@ -20,7 +20,7 @@ import numpy as np
 from caprl.data.io import atomic_write
 from caprl.eval.benchmarks.base import Benchmark
 from caprl.eval.stats import cluster_bootstrap
-from caprl.eval.types import ItemScore
+from caprl.eval.types import ItemScore, category_list
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -85,7 +85,8 @@ def benchmark_report(
     }
     by_cat: dict[str, list[ItemScore]] = defaultdict(list)
     for s in scores:
-        by_cat[s.category or "-"].append(s)
+        for c in category_list(s.category) or ["-"]:
+            by_cat[c].append(s)
     if len(by_cat) > 1:
         report["categories"] = {c: summarise(v, n_boot=n_boot, seed=seed) for c, v in sorted(by_cat.items())}
     if other is not None:
@@ -146,10 +147,11 @@ def columns(k: int) -> list[str]:
 def caption_error_lines(report: dict[str, Any]) -> list[str]:
     """One line per benchmark with captions that failed (their media could not be read). Such a caption scores its
     questions as wrong, so M_Acc is lower than the captioner's: the line goes wherever M_Acc is shown."""
-    k, out = report["config"]["k"], report["config"].get("out", "OUT")
+    out = report["config"].get("out", "OUT")
     lines = []
     for b in report["benchmarks"]:
         if b.get("caption_errors"):
+            k = b.get("k") or report["config"]["k"]  # with a captions file, k is per benchmark
             lines.append(
                 f"{b['benchmark']}: {b['caption_errors']} of {b['n'] * k} captions failed (media could not be "
                 f"read) and count as wrong answers in M_Acc; errors in {out}/{b['benchmark']}/captions.jsonl"
@@ -165,7 +167,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- captioner: `{cfg['captioner']}`",
         f"- reader: `{cfg['reader']}` ({cfg['read_mode']} mode)",
-        f"- captions per medium: {cfg['k']} (temperature {cfg['temperature']:g}); 95% CI: bootstrap over media",
+        f"- captions per medium: {cfg['k']} (temperature {cfg['temperature']:g}); 95% CI: bootstrap over media"
+        if not cfg.get("captions")
+        else f"- captions: {cfg['k']} per unit, read from `{cfg['captions']}`; 95% CI: bootstrap over media",
         "- scores in % (MMBench-Video: judge score 0-3)",
         "",
         "| " + " | ".join(head) + " |",

@@ -37,6 +37,11 @@ class ScoreOutcome:
     judge_failures: int = 0
     missing_reads: int = 0
     notes: list[str] = field(default_factory=list)
+    captioner: str = ""
+    reads: dict[tuple[str, int], ReadRecord] = field(default_factory=dict)
+    """(question id, sample index or -1 for no caption) -> the answer that was scored (for the HTML report)."""
+    predictions: dict[tuple[str, int], str | None] = field(default_factory=dict)
+    """The same keys -> the answer as the metric saw it (None: nothing could be read from it)."""
 
 
 def judge_log(cfg: PrismConfig, bench: str) -> AppendLog[JudgeRecord]:
@@ -77,6 +82,8 @@ def run_score_stage(
     parsed: dict[tuple[str, int], bool] = {}
     pending: list[tuple[tuple[str, int], _Pending]] = []
     errors: dict[str, int] = {}
+    used: dict[tuple[str, int], ReadRecord] = {}
+    predictions: dict[tuple[str, int], str | None] = {}
     for item in items:
         plan: list[tuple[int, str | None]] = [
             (j, rec.caption_id if rec and rec.caption is not None else None)
@@ -92,12 +99,13 @@ def run_score_stage(
                 continue
             read = find(cid, item)
             prediction = bench.answer(read.output, item, read.mode)
+            used[key], predictions[key] = read, prediction
             parsed[key] = prediction is not None
             if prediction is not None and bench.metric.judged(item):
                 pending.append((key, _Pending(read, item, prediction)))
             else:
                 values[key] = bench.metric.score(prediction, item)
-    outcome = ScoreOutcome(scores=[])
+    outcome = ScoreOutcome(scores=[], captioner=captioner, reads=used, predictions=predictions)
     if pending:
         _judge(bench, cfg, judge, pending, values, outcome, progress)
 

@@ -19,6 +19,13 @@ def stable_id(*parts: object) -> str:
     return hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=10).hexdigest()
 
 
+def category_list(category: str | list[str] | None) -> list[str]:
+    """The categories a question counts in (none: ``[]``)."""
+    if category is None:
+        return []
+    return [category] if isinstance(category, str) else list(category)
+
+
 class EvalItem(BaseModel):
     """One benchmark question and the media it is about.
 
@@ -37,7 +44,11 @@ class EvalItem(BaseModel):
     gold: int | None = None
     answers: list[str] = Field(default_factory=list)
     span: tuple[float, float] | None = None
-    category: str | None = None
+    category: str | list[str] | None = None
+    """Where the report counts the question; a list counts it in each (MMBench-Video's dimensions)."""
+    media_name: str | None = None
+    """The medium's name in the release (a file name or relative path) when known: captions made elsewhere may be
+    keyed by it, and the HTML report shows it."""
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -119,7 +130,7 @@ class ItemScore(BaseModel):
     benchmark: str
     question_id: str
     media_id: str
-    category: str | None
+    category: str | list[str] | None
     scores: list[float]
     """Primary metric per caption sample (failed captions and unparseable answers score 0)."""
     parsed: list[bool]

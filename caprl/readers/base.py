@@ -5,8 +5,10 @@ first token of the answer, from one forward pass (no decoding). ``generate`` is 
 first, or APIs without log-probabilities; its text goes through ``caprl.reward.extract.extract_choice``.
 
 Prompts are chat messages (``[{"role": "user", "content": "..."}]``); each backend renders them with its model's
-own chat template. Callers should put prompts that share a prefix (the questions about one caption) next to each
-other: backends that can reuse a prefix do so for consecutive prompts.
+own chat template (``template_flags``): a prompt that ends with an assistant message is an answer lead-in the
+model continues (``"The answer is"``), any other prompt opens a new assistant turn. Callers should put prompts that
+share a prefix (the questions about one caption) next to each other: backends that can reuse a prefix do so for
+consecutive prompts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 Messages = list[dict[str, Any]]
+
+
+def template_flags(messages: Messages) -> dict[str, bool]:
+    """How a chat template renders ``messages``: a final assistant message is a lead-in the model continues
+    (``continue_final_message``); otherwise the generation prompt opens the assistant's turn."""
+    if messages and messages[-1].get("role") == "assistant":
+        return {"add_generation_prompt": False, "continue_final_message": True}
+    return {"add_generation_prompt": True}
 
 
 class ReaderError(RuntimeError):

@@ -37,7 +37,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from caprl.http import APIError, AsyncAPI, RetryPolicy, gather_or_cancel
-from caprl.readers.base import LetterQuery, LetterScores, Messages, ReaderError, letter_scores_from_logprobs
+from caprl.readers.base import (
+    LetterQuery,
+    LetterScores,
+    Messages,
+    ReaderError,
+    letter_scores_from_logprobs,
+    template_flags,
+)
 
 API_KEY_ENV = "CAPRL_OPENAI_API_KEY"
 FALLBACK_API_KEY_ENV = "OPENAI_API_KEY"
@@ -325,15 +332,15 @@ class OpenAIReader:
         return list(body["tokens"])
 
     async def _render(self, messages: Messages) -> list[int]:
-        """The chat-templated prompt (generation prompt opened) as token ids."""
+        """The chat-templated prompt (generation prompt opened, or the final lead-in left open) as token ids."""
         tok = self._local_tokenizer()
         if tok is not None:
             text = tok.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
+                messages, tokenize=False, **template_flags(messages), **self.chat_template_kwargs
             )
             # The template already holds every special token it wants; add none on top.
             return list(tok(text, add_special_tokens=False)["input_ids"])
-        payload: dict[str, Any] = {"messages": messages, "add_generation_prompt": True, "add_special_tokens": False}
+        payload: dict[str, Any] = {"messages": messages, **template_flags(messages), "add_special_tokens": False}
         if self.chat_template_kwargs:
             payload["chat_template_kwargs"] = self.chat_template_kwargs
         body = await self._post("/tokenize", payload, root=True)
@@ -475,6 +482,7 @@ class OpenAIReader:
             "temperature": 0.0,
             "logprobs": True,
             "top_logprobs": self.top_logprobs,
+            **_lead_in_flags(query.messages),
         }
         if self.chat_template_kwargs:
             payload["chat_template_kwargs"] = self.chat_template_kwargs
@@ -511,7 +519,10 @@ class OpenAIReader:
         return texts
 
     async def _chat_text(self, messages: Messages, max_new_tokens: int, temperature: float, seed: int | None) -> str:
-        payload: dict[str, Any] = {"messages": messages, "max_tokens": max_new_tokens, "temperature": temperature}
+        payload: dict[str, Any] = {
+            "messages": messages, "max_tokens": max_new_tokens, "temperature": temperature,
+            **_lead_in_flags(messages),
+        }  # fmt: skip
         if seed is not None:
             payload["seed"] = seed
         if self.chat_template_kwargs:
@@ -521,6 +532,13 @@ class OpenAIReader:
         if not choices:
             raise ReaderError(f"reader {self.name}: /v1/chat/completions answered no choices")
         return (choices[0].get("message") or {}).get("content") or ""
+
+
+def _lead_in_flags(messages: Messages) -> dict[str, bool]:
+    """A final assistant lead-in, continued: vLLM's chat-completion parameters for it (sent only then, so plain
+    OpenAI-compatible servers never see them)."""
+    flags = template_flags(messages)
+    return flags if flags.get("continue_final_message") else {}
 
 
 def _completion_top_logprobs(choice: dict[str, Any]) -> list[tuple[str | int, float]] | None:

@@ -6,19 +6,18 @@ the letters' token ids. The vocabulary projection (``lm_head``) runs only at tho
 
 Prefix sharing. The prompts about one caption share a long token prefix (chat template, instruction, few-shot
 turns, caption), and often all prompts of a call share the part before the caption. The queries of a call are put
-in a prefix tree (radix tree over token ids; every run of at least ``min_shared_prefix`` tokens that several
-queries share is one node) and the tree is computed once, level by level:
-
-- a node whose children are all leaves (a caption and its questions) is one *packed row*: the node's tokens, then
-  each child's remaining tokens, with a custom attention mask (a child's tokens see the node's tokens and the
-  earlier tokens of the same child, never another child) and position ids that restart where the node ends;
-- a node with deeper children (the instruction shared by all captions) is computed once and its KV becomes the
-  context of its children's rows in the next level (batched, right-padded context, masked);
-- queries sharing nothing with others are rows of their own: plain right-padded batches, read at their last token.
+in a prefix tree (radix tree over token ids: a run of tokens that several queries share is one node), and the
+tree is laid out depth first in *packed rows* of about ``row_tokens`` tokens: each node's tokens once, after its
+ancestors'. A custom attention mask lets a token see the earlier tokens of its own node and all tokens of its
+node's ancestors, never a sibling branch, and position ids restart where each node's parent ends, so every query
+sees exactly its own prompt. When a subtree does not fit in a row, the next row starts with the ancestors it needs
+(computed again). Each row is one sequence of a batched forward — no KV cache, no levels — because on a CPU a
+forward streams every weight from memory once, and a few large forwards beat many small ones.
 
 Rows are batched longest first under a token budget; results equal the one-prompt-at-a-time path to float
 precision. Custom masks need sdpa or eager attention and no sliding-window layers; for other models (and with
-``share_prefix=False``) every query takes the plain path. ``benchmarks/reward_throughput.py`` measures the gain.
+``share_prefix=False``) every query takes the plain path (right-padded, one prompt per row).
+``benchmarks/reward_throughput.py`` measures the gain.
 
 >>> reader = TransformersReader("Qwen/Qwen2.5-3B-Instruct")                          # doctest: +SKIP
 >>> reader.score_letters([LetterQuery(build_messages(caption, mcq), mcq.letters)])  # doctest: +SKIP
@@ -37,17 +36,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from caprl.readers.base import LetterQuery, LetterScores, Messages, ReaderError, letter_scores_from_logprobs
+from caprl.readers.base import (
+    LetterQuery,
+    LetterScores,
+    Messages,
+    ReaderError,
+    letter_scores_from_logprobs,
+    template_flags,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-3B-Instruct"
 ALPHABET = string.ascii_uppercase
-# One wave (one prefix tree, whose shared KV is kept until its level below is done) holds at most this many
-# batch_tokens' worth of distinct tokens.
-_WAVE_FACTOR = 8
-# A batch's rows x (context + row length) may reach this many batch_tokens (context KV copied in, attention).
-_CONTEXT_FACTOR = 4
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -64,7 +65,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class Node:
     """A run of tokens in the prefix tree: ``tokens`` sit at positions ``start``.. and follow the parent's."""
 
-    __slots__ = ("tokens", "start", "parent", "children", "ends", "kv")
+    __slots__ = ("tokens", "start", "parent", "children", "ends")
 
     def __init__(self, tokens: list[int], start: int, parent: Node | None) -> None:
         self.tokens = tokens
@@ -72,12 +73,7 @@ class Node:
         self.parent = parent
         self.children: list[Node] = []
         self.ends: list[tuple[int, int]] = []  # (query, offset in ``tokens`` of the query's last token)
-        self.kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer: KV of positions 0..end
 
-    @property
-    def packs_children(self) -> bool:
-        """All children are leaves, computed in this node's row (never for the root: they share nothing)."""
-        return self.parent is not None and bool(self.children) and not any(c.children for c in self.children)
 
 
 def build_prefix_tree(token_ids: Sequence[Sequence[int]], indices: Sequence[int], min_shared: int) -> Node:
@@ -128,14 +124,107 @@ def build_prefix_tree(token_ids: Sequence[Sequence[int]], indices: Sequence[int]
     return root
 
 
-def flat_tree(token_ids: Sequence[Sequence[int]], indices: Sequence[int]) -> Node:
-    """No sharing: every query a leaf of the root, computed alone (plain right-padded batches)."""
-    root = Node([], 0, None)
-    for i in indices:
-        leaf = Node(list(token_ids[i]), 0, root)
-        leaf.ends.append((i, len(token_ids[i]) - 1))
-        root.children.append(leaf)
-    return root
+def subtree_tokens(root: Node) -> dict[int, int]:
+    """Tokens in each node's subtree (its own and all its descendants'), keyed by ``id(node)``."""
+    sizes: dict[int, int] = {}
+    order: list[Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(node.children)
+    for node in reversed(order):  # children before parents
+        sizes[id(node)] = len(node.tokens) + sum(sizes[id(c)] for c in node.children)
+    return sizes
+
+
+class PackedRow:
+    """Part of a prefix tree laid out as one sequence: each node's tokens once, after its ancestors' tokens.
+
+    ``seg[t]`` is the segment (node) of token ``t`` and ``parent[k]`` the segment of node ``k``'s parent in this
+    row (-1: none); a token sees the earlier tokens of its own segment and every token of its segments'
+    ancestors, so each query's last token sees exactly its own prompt, at its own positions ``pos``.
+    """
+
+    __slots__ = ("ids", "pos", "seg", "parent", "keep", "_where")
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.pos: list[int] = []
+        self.seg: list[int] = []
+        self.parent: list[int] = []
+        self.keep: list[tuple[int, int]] = []  # (position in row, query)
+        self._where: dict[int, int] = {}  # id(node) -> segment
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def has(self, node: Node) -> bool:
+        return id(node) in self._where
+
+    def add(self, node: Node) -> None:
+        """Append ``node``'s tokens; its parent (unless the root) must already be in the row."""
+        parent = node.parent
+        k = len(self.parent)
+        self.parent.append(self._where[id(parent)] if parent is not None and parent.parent is not None else -1)
+        self._where[id(node)] = k
+        at = len(self.ids)
+        self.ids += node.tokens
+        self.pos += range(node.start, node.start + len(node.tokens))
+        self.seg += [k] * len(node.tokens)
+        self.keep += [(at + offset, q) for q, offset in node.ends]
+
+    def visibility(self) -> np.ndarray:
+        """``(segments, segments)`` bool: row ``k`` marks node ``k`` and its ancestors in this row."""
+        n = len(self.parent)
+        vis = np.eye(n, dtype=bool)
+        for k, p in enumerate(self.parent):  # parents come before their children
+            if p >= 0:
+                vis[k] |= vis[p]
+        return vis
+
+
+def pack_tree(root: Node, row_tokens: int) -> list[PackedRow]:
+    """Lay the tree out in rows of about ``row_tokens`` tokens, depth first.
+
+    A subtree that does not fit in what is left of a row goes to a new row when it fits in a fresh one; a new row
+    starts with the path of ancestors its first node needs (those tokens are computed again, the price of
+    splitting). A node longer than a row still gets a row of its own.
+    """
+    sizes = subtree_tokens(root)
+    rows: list[PackedRow] = []
+    row = PackedRow()
+
+    def path_of(node: Node) -> list[Node]:
+        path = []
+        p = node.parent
+        while p is not None and p.parent is not None:
+            path.append(p)
+            p = p.parent
+        return path[::-1]
+
+    def path_len(node: Node) -> int:
+        return sum(len(p.tokens) for p in path_of(node))
+
+    stack = list(reversed(root.children))
+    while stack:
+        node = stack.pop()
+        subtree = sizes[id(node)]
+        path = 0 if node.parent is root or row.has(node.parent) else path_len(node)
+        fits_fresh = subtree <= row_tokens - path_len(node)
+        overflows = len(row) + path + subtree > row_tokens
+        if len(row) and overflows and (fits_fresh or len(row) + path + len(node.tokens) > row_tokens):
+            rows.append(row)
+            row = PackedRow()
+        if node.parent is not root and not row.has(node.parent):
+            for ancestor in path_of(node):
+                if not row.has(ancestor):
+                    row.add(ancestor)
+        row.add(node)
+        stack.extend(reversed(node.children))
+    if len(row):
+        rows.append(row)
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -168,8 +257,11 @@ def _default_device() -> str:
 
 def _resolve_dtype(dtype: Any, device: str) -> Any:
     if dtype is None:
-        # fp32 on CPU (bf16 matmuls are slow on most CPUs); the checkpoint's own dtype on accelerators.
-        return torch.float32 if device == "cpu" else "auto"
+        if device == "cpu":
+            from caprl.readers.cpu import default_cpu_dtype
+
+            return default_cpu_dtype()
+        return "auto"
     if isinstance(dtype, str) and dtype != "auto":
         value = getattr(torch, dtype, None)
         if not isinstance(value, torch.dtype):
@@ -186,47 +278,22 @@ def _has_sliding_layers(config: Any) -> bool:
     return getattr(cfg, "sliding_window", None) is not None or getattr(cfg, "attention_chunk_size", None) is not None
 
 
-def _batches(items: Sequence[Any], width: Any, context: Any, budget: int) -> list[list[Any]]:
-    """Split ``items`` (longest first) into batches with rows x longest row <= ``budget`` and
-    rows x (longest context + longest row) <= ``_CONTEXT_FACTOR * budget``; a lone oversized item runs alone."""
+def _batches(items: Sequence[Any], width: Any, budget: int) -> list[list[Any]]:
+    """Split ``items`` (longest first) into batches with rows x longest row <= ``budget``; a lone oversized item
+    runs alone."""
     batches: list[list[Any]] = []
     current: list[Any] = []
-    w = c = 0
+    w = 0
     for item in items:
-        w2, c2 = max(w, width(item)), max(c, context(item))
-        rows = len(current) + 1
-        if current and (w2 * rows > budget or (w2 + c2) * rows > _CONTEXT_FACTOR * budget):
+        w2 = max(w, width(item))
+        if current and w2 * (len(current) + 1) > budget:
             batches.append(current)
-            current, w2, c2 = [], width(item), context(item)
+            current, w2 = [], width(item)
         current.append(item)
-        w, c = w2, c2
+        w = w2
     if current:
         batches.append(current)
     return batches
-
-
-class _Row:
-    """One row of a forward: a node's tokens, then (when it packs them) its leaf children's tokens."""
-
-    __slots__ = ("node", "ids", "pos", "seg", "keep")
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.ids = list(node.tokens)
-        self.pos = list(range(node.start, node.start + len(node.tokens)))
-        self.seg = [-1] * len(node.tokens)  # -1: the node's own tokens; k: leaf child k
-        self.keep = [(offset, q) for q, offset in node.ends]  # (position in row, query)
-        if node.packs_children:
-            for k, leaf in enumerate(node.children):
-                at = len(self.ids)
-                self.ids += leaf.tokens
-                self.pos += range(leaf.start, leaf.start + len(leaf.tokens))
-                self.seg += [k] * len(leaf.tokens)
-                self.keep += [(at + offset, q) for q, offset in leaf.ends]
-
-    @property
-    def packed(self) -> bool:
-        return self.node.packs_children
 
 
 # ------------------------------------------------------------------------------------------------- reader
@@ -235,8 +302,11 @@ class _Row:
 class TransformersReader:
     """A :class:`caprl.readers.base.Reader` backed by a transformers causal LM.
 
-    ``batch_tokens`` bounds the padded tokens of one forward (rows x longest row); one prompt or packed row
-    longer than that still runs, alone. ``share_prefix=False`` sends every query through the plain path.
+    ``row_tokens`` is the length a packed row aims at (longer rows cost more masked attention, shorter ones more
+    repeated shared prefixes); ``batch_tokens`` bounds the padded tokens of one forward (rows x longest row), and
+    a row longer than that still runs, alone. ``share_prefix=False`` sends every query through the plain path.
+    ``dtype=None`` picks float32 on CPUs without native bfloat16 matrix units and bfloat16 on those with them
+    (see :func:`caprl.readers.cpu.default_cpu_dtype`), the checkpoint's own dtype on accelerators.
     """
 
     def __init__(
@@ -245,10 +315,8 @@ class TransformersReader:
         *,
         device: str | torch.device | None = None,
         dtype: Any = None,
-        batch_tokens: int = 8192,
-        min_shared_prefix: int = 16,
-        share_prefix: bool = True,
         trust_remote_code: bool = False,
+        **options: Any,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -257,43 +325,30 @@ class TransformersReader:
         lm = AutoModelForCausalLM.from_pretrained(
             str(model), dtype=_resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
         )
-        self._setup(
-            lm.to(dev),
-            tokenizer,
-            name=f"transformers:{model}",
-            batch_tokens=batch_tokens,
-            min_shared_prefix=min_shared_prefix,
-            share_prefix=share_prefix,
-        )
+        self._setup(lm.to(dev), tokenizer, name=f"transformers:{model}", **options)
 
     @classmethod
-    def from_model(
-        cls,
-        model: Any,
-        tokenizer: Any,
-        *,
-        name: str | None = None,
-        batch_tokens: int = 8192,
-        min_shared_prefix: int = 16,
-        share_prefix: bool = True,
-    ) -> TransformersReader:
+    def from_model(cls, model: Any, tokenizer: Any, *, name: str | None = None, **options: Any) -> TransformersReader:
         """Wrap an already loaded model and tokenizer (the model stays on its device and dtype)."""
         self = cls.__new__(cls)
-        self._setup(
-            model,
-            tokenizer,
-            name=name or f"transformers:{getattr(model.config, '_name_or_path', '') or type(model).__name__}",
-            batch_tokens=batch_tokens,
-            min_shared_prefix=min_shared_prefix,
-            share_prefix=share_prefix,
-        )
+        name = name or f"transformers:{getattr(model.config, '_name_or_path', '') or type(model).__name__}"
+        self._setup(model, tokenizer, name=name, **options)
         return self
 
     def _setup(
-        self, model: Any, tokenizer: Any, *, name: str, batch_tokens: int, min_shared_prefix: int, share_prefix: bool
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        batch_tokens: int = 8192,
+        row_tokens: int = 1024,
+        min_shared_prefix: int = 1,
+        share_prefix: bool = True,
     ) -> None:
-        if batch_tokens < 1:
-            raise ValueError(f"batch_tokens must be positive, got {batch_tokens}")
+        for key, value in (("batch_tokens", batch_tokens), ("row_tokens", row_tokens)):
+            if value < 1:
+                raise ValueError(f"{key} must be positive, got {value}")
         if min_shared_prefix < 1:
             raise ValueError(f"min_shared_prefix must be at least 1, got {min_shared_prefix}")
         if getattr(tokenizer, "chat_template", None) is None:
@@ -302,6 +357,7 @@ class TransformersReader:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_tokens = batch_tokens
+        self.row_tokens = row_tokens
         self.min_shared_prefix = min_shared_prefix
         self.share_prefix = share_prefix
         self.letter_ids = resolve_letter_ids(tokenizer)
@@ -326,12 +382,11 @@ class TransformersReader:
     # ----------------------------------------------------------------------------------------------- encoding
 
     def encode(self, prompts: Sequence[Messages]) -> list[list[int]]:
-        """Token ids of each prompt rendered by the chat template, with the generation prompt appended."""
+        """Token ids of each prompt rendered by the chat template (``template_flags``: the generation prompt opened,
+        or a final assistant lead-in left open)."""
         if not prompts:
             return []
-        texts = [
-            self.tokenizer.apply_chat_template(list(m), add_generation_prompt=True, tokenize=False) for m in prompts
-        ]
+        texts = [self.tokenizer.apply_chat_template(list(m), tokenize=False, **template_flags(m)) for m in prompts]
         return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     # ------------------------------------------------------------------------------------------ letter scores
@@ -355,135 +410,78 @@ class TransformersReader:
             if not ids:
                 raise ReaderError(f"query {i} renders to no tokens")
         out = np.zeros((len(token_ids), len(ALPHABET)), dtype=np.float64)
-        for root in self.plan(token_ids):
-            self._evaluate(root, out)
+        packed = self.share_prefix and self.can_share_prefix
+        rows = sorted(self.plan(token_ids), key=len, reverse=True)
+        for batch in _batches(rows, len, self.batch_tokens):
+            self._forward(batch, out, packed)
         return out
 
-    def plan(self, token_ids: Sequence[Sequence[int]]) -> list[Node]:
-        """The prefix trees (one per wave) that ``letter_logprobs`` computes, for inspection and FLOP counts."""
-        share = self.share_prefix and self.can_share_prefix
-        return [
-            build_prefix_tree(token_ids, wave, self.min_shared_prefix) if share else flat_tree(token_ids, wave)
-            for wave in self._waves(token_ids, share)
-        ]
+    def plan(self, token_ids: Sequence[Sequence[int]]) -> list[PackedRow]:
+        """The rows ``letter_logprobs`` computes: the prompts' prefix tree packed into rows of about
+        ``row_tokens`` tokens, or (without sharing) one row per prompt. For inspection and FLOP counts."""
+        if not (self.share_prefix and self.can_share_prefix):
+            rows = []
+            for i, ids in enumerate(token_ids):
+                row = PackedRow()
+                leaf = Node(list(ids), 0, None)
+                leaf.ends.append((i, len(ids) - 1))
+                row.add(leaf)
+                rows.append(row)
+            return rows
+        root = build_prefix_tree(token_ids, range(len(token_ids)), self.min_shared_prefix)
+        return pack_tree(root, self.row_tokens)
 
-    def _waves(self, token_ids: Sequence[Sequence[int]], share: bool) -> list[list[int]]:
-        """Queries in tree order, cut where the distinct tokens (what one tree computes and keeps) pass a budget."""
-        n = len(token_ids)
-        order = sorted(range(n), key=lambda i: token_ids[i]) if share else list(range(n))
-        budget = _WAVE_FACTOR * self.batch_tokens
-        waves: list[list[int]] = []
-        current: list[int] = []
-        used = 0
-        for k, i in enumerate(order):
-            new = len(token_ids[i]) - (_common_prefix(token_ids[order[k - 1]], token_ids[i]) if k and share else 0)
-            if current and used + new > budget:
-                waves.append(current)
-                current, used, new = [], 0, len(token_ids[i])
-            current.append(i)
-            used += new
-        if current:
-            waves.append(current)
-        return waves
-
-    def _evaluate(self, root: Node, out: np.ndarray) -> None:
-        """Compute the tree level by level; a level's KV is dropped once the level below has used it."""
-        level = list(root.children)
-        while level:
-            rows = [_Row(node) for node in level if not node.parent.packs_children]
-            rows.sort(key=lambda row: -len(row.ids))
-            for batch in _batches(rows, lambda row: len(row.ids), lambda row: row.node.start, self.batch_tokens):
-                self._forward(batch, out)
-            for node in level:
-                if node.parent is not None:
-                    node.parent.kv = None
-            level = [child for row in rows if not row.packed for child in row.node.children]
-
-    def _forward(self, batch: list[_Row], out: np.ndarray) -> None:
-        n_rows, width = len(batch), max(len(row.ids) for row in batch)
-        context = max(row.node.start for row in batch)
+    def _forward(self, batch: list[PackedRow], out: np.ndarray, packed: bool) -> None:
+        n_rows, width = len(batch), max(len(row) for row in batch)
         ids = torch.full((n_rows, width), self.pad_id, dtype=torch.long)
         keep = torch.zeros((n_rows, width), dtype=torch.bool)
         answers: list[list[int]] = []  # the queries of each kept position, in the logits' (row, position) order
         for r, row in enumerate(batch):
-            ids[r, : len(row.ids)] = torch.tensor(row.ids)
+            ids[r, : len(row)] = torch.tensor(row.ids)
             by_position: dict[int, list[int]] = {}
             for position, q in row.keep:
                 by_position.setdefault(position, []).append(q)
             for position in sorted(by_position):
                 keep[r, position] = True
                 answers.append(by_position[position])
-        keeps_kv = any(row.node.children and not row.packed for row in batch)
-        kwargs: dict[str, Any] = {"use_cache": keeps_kv}
-        if context == 0 and not any(row.packed for row in batch):
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if packed:
+            kwargs.update(self._packed_inputs(batch, width))
+        elif any(len(row) != width for row in batch):
             # Plain rows: right padding, positions 0.., the model's own causal + padding mask.
-            if any(len(row.ids) != width for row in batch):
-                mask = torch.zeros((n_rows, width), dtype=torch.long)
-                for r, row in enumerate(batch):
-                    mask[r, : len(row.ids)] = 1
-                kwargs["attention_mask"] = mask.to(self.device)
-        else:
-            kwargs.update(self._tree_inputs(batch, width, context))
+            mask = torch.zeros((n_rows, width), dtype=torch.long)
+            for r, row in enumerate(batch):
+                mask[r, : len(row)] = 1
+            kwargs["attention_mask"] = mask.to(self.device)
         ids, keep = ids.to(self.device), keep.to(self.device)
         if self._keeps_logits:
-            result = self.model(input_ids=ids, logits_to_keep=keep, **kwargs)
-            logits = result.logits
+            logits = self.model(input_ids=ids, logits_to_keep=keep, **kwargs).logits
         else:
-            result = self.model(input_ids=ids, **kwargs)
-            logits = result.logits[keep]
+            logits = self.model(input_ids=ids, **kwargs).logits[keep]
         if answers:
             lp = logits.float().log_softmax(dim=-1)[:, self.letter_ids].double().cpu().numpy()
             for values, queries in zip(lp, answers, strict=True):
                 out[queries] = values
-        if keeps_kv:
-            layers = result.past_key_values.layers
-            for r, row in enumerate(batch):
-                node = row.node
-                if not node.children or row.packed:
-                    continue
-                n = len(node.tokens)
-                node.kv = [
-                    (
-                        torch.cat([layer.keys[r, :, : node.start], layer.keys[r, :, context : context + n]], dim=1),
-                        torch.cat([layer.values[r, :, : node.start], layer.values[r, :, context : context + n]], dim=1),
-                    )
-                    for layer in layers
-                ]
 
-    def _tree_inputs(self, batch: list[_Row], width: int, context: int) -> dict[str, Any]:
-        """Position ids, the custom 4D mask and the parents' KV (right-padded) for rows of the prefix tree."""
+    def _packed_inputs(self, batch: list[PackedRow], width: int) -> dict[str, Any]:
+        """Position ids and the 4D tree mask of packed rows (right-padded)."""
         n_rows = len(batch)
         pos = torch.zeros((n_rows, width), dtype=torch.long)
-        seg = torch.full((n_rows, width), -2, dtype=torch.long)  # -2: padding
-        ctx = torch.zeros((n_rows, 1), dtype=torch.long)
-        for r, row in enumerate(batch):
-            pos[r, : len(row.ids)] = torch.tensor(row.pos)
-            seg[r, : len(row.ids)] = torch.tensor(row.seg)
-            ctx[r, 0] = row.node.start
-        # In the row, a token sees the earlier tokens of its own segment and all of the node's tokens (-1);
-        # padding sees only padding (never an empty row, which would give NaNs) and nothing real sees padding.
+        mask = torch.zeros((n_rows, width, width), dtype=torch.bool)
         causal = torch.ones((width, width), dtype=torch.bool).tril()
-        inner = causal & ((seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == -1))
-        outer = (torch.arange(context)[None, :] < ctx).unsqueeze(1).expand(n_rows, width, context)
-        mask = torch.cat([outer, inner], dim=2)[:, None]
+        for r, row in enumerate(batch):
+            n = len(row)
+            pos[r, :n] = torch.tensor(row.pos)
+            seg = torch.tensor(row.seg)
+            vis = torch.from_numpy(row.visibility())
+            mask[r, :n, :n] = vis[seg[:, None], seg[None, :]] & causal[:n, :n]
+            # Padding sees only itself (an all-masked row would give NaNs); nothing real sees padding.
+            mask[r, n:, n:] = torch.eye(width - n, dtype=torch.bool)
+        mask = mask[:, None]
         if self._mask_kind == "eager":
             dtype = self.model.dtype
             mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
-        inputs: dict[str, Any] = {"attention_mask": mask.to(self.device), "position_ids": pos.to(self.device)}
-        if context:
-            from transformers import DynamicCache
-
-            past = []
-            for layer, (k0, v0) in enumerate(batch[0].node.parent.kv):
-                keys = k0.new_zeros((n_rows, k0.shape[0], context, k0.shape[-1]))
-                values = v0.new_zeros((n_rows, v0.shape[0], context, v0.shape[-1]))
-                for r, row in enumerate(batch):
-                    k, v = row.node.parent.kv[layer]
-                    keys[r, :, : row.node.start] = k
-                    values[r, :, : row.node.start] = v
-                past.append((keys, values))
-            inputs["past_key_values"] = DynamicCache(ddp_cache_data=past, config=self.model.config)
-        return inputs
+        return {"attention_mask": mask.to(self.device), "position_ids": pos.to(self.device)}
 
     # --------------------------------------------------------------------------------------------- generate
 
@@ -529,7 +527,7 @@ class TransformersReader:
             if seeded:
                 torch.manual_seed(seed)
             length = lambda i: len(token_ids[i]) + max_new_tokens  # noqa: E731
-            for batch in _batches(order, length, lambda i: 0, self.batch_tokens):
+            for batch in _batches(order, length, self.batch_tokens):
                 width = len(token_ids[batch[0]])
                 ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)

@@ -24,7 +24,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from caprl.readers.base import LetterQuery, LetterScores, Messages, ReaderError, letter_scores_from_logprobs
+from caprl.readers.base import (
+    LetterQuery,
+    LetterScores,
+    Messages,
+    ReaderError,
+    letter_scores_from_logprobs,
+    template_flags,
+)
 from caprl.readers.openai import (
     MAX_LOGPROB_TOKEN_IDS,
     check_queries,
@@ -125,14 +132,15 @@ class VLLMReader:
         if not prompts:
             return []
         params = self._vllm.SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
-        outputs = self.llm.chat(prompts, params, use_tqdm=False, chat_template_kwargs=self.chat_template_kwargs or None)
+        # Rendered here rather than by llm.chat, whose lead-in flag is one for the whole call.
+        outputs = self.llm.generate([{"prompt_token_ids": self._render(p)} for p in prompts], params, use_tqdm=False)
         return [out.outputs[0].text for out in outputs]
 
     # ----- helpers -----
 
     def _render(self, messages: Messages) -> list[int]:
         text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
+            messages, tokenize=False, **template_flags(messages), **self.chat_template_kwargs
         )
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

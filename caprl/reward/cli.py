@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from caprl.errors import InputError, OptionError, from_flags
+from caprl.errors import InputError, OptionError, describe_validation, from_flags
 from caprl.preflight import BackendName, backend_of, check_model, check_port, existing_path
 from caprl.tables import summary_table
 
@@ -36,9 +36,32 @@ def _token_counter(length_tokenizer: str | None) -> Callable[[str], int] | None:
 
 # RewardConfig fields set by flags of another name, so a rejected value is reported by its flag.
 REWARD_FLAGS = {"n_questions": "--n", "unanswerable_option": "--unanswerable"}
+Preset = Literal["caprl", "caprl-v1"]
 Mode = Literal["hard", "soft", "blind_gain"]
 ReadPath = Literal["score", "generate"]
+PromptName = Literal["default", "caprl"]
+AnswerParse = Literal["robust", "first_letter"]
+Modality = Literal["image", "video"]
 SHOW_SKIPPED = 5
+PRESET_HELP = "Start from a named reward setting: caprl (CapRL++'s servers) | caprl-v1; flags given override it."
+
+
+def reward_config(preset: str | None, **flags: object):
+    """The reward config of ``preset`` (None: caprl's defaults) with the flags that were given (None: not given).
+    A value the config rejects is an ``OptionError`` naming its flag."""
+    from pydantic import ValidationError
+
+    from caprl.reward.engine import RewardConfig
+    from caprl.reward.presets import preset_config
+
+    try:
+        return preset_config(preset, **flags)
+    except ValidationError as exc:
+        names = {f: "--" + f.replace("_", "-") for f in RewardConfig.model_fields} | REWARD_FLAGS
+        hint = f"flags given override --preset {preset}'s settings" if preset else None
+        raise OptionError(describe_validation(exc, names=names), hint=hint) from None
+    except ValueError as exc:  # an unknown preset
+        raise OptionError(f"--preset {preset}: {exc}") from None
 
 
 @app.command("score", short_help="Score a captions file with a reader (resumable).")
@@ -49,46 +72,51 @@ def score_command(
     out: Path = typer.Option(..., "--out", help="Output jsonl (appended; re-runs skip captions already scored)."),
     backend: BackendName | None = typer.Option(None, help="Reader backend (default: from --reader)."),
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
-    mode: Mode = typer.Option("hard", help="hard (chosen letter is gold) | soft (gold probability) | blind_gain."),
+    preset: Preset | None = typer.Option(None, help=PRESET_HELP),
+    mode: Mode | None = typer.Option(None, help="hard (chosen letter is gold; default) | soft | blind_gain."),
     n: int | None = typer.Option(
         None, "--n", min=1, help="Questions per caption, drawn with replacement (default: all)."
     ),
-    path: ReadPath = typer.Option("score", help="score (letter probabilities) | generate (free text, parsed)."),
-    unanswerable: bool = typer.Option(
-        True, "--unanswerable/--no-unanswerable", help="Append the 'cannot be answered' option (CapRL does)."
+    path: ReadPath | None = typer.Option(None, help="score (letter probabilities; default) | generate (parsed)."),
+    prompt: PromptName | None = typer.Option(None, help="default | caprl (CapRL's layout, examples, lead-in)."),
+    answer_parse: AnswerParse | None = typer.Option(
+        None, help="Generate path: robust (default) | first_letter (CapRL)."
     ),
-    length_weight: float = typer.Option(0.0, help="Weight of the length term (needs --length-tokenizer)."),
+    temperature: float | None = typer.Option(None, help="Temperature of the sampled answer (default 0.6)."),
+    shuffle: bool | None = typer.Option(
+        None, "--shuffle/--no-shuffle", help="Shuffle the options (default; --no-shuffle: as given)."
+    ),
+    unanswerable: bool | None = typer.Option(
+        None, "--unanswerable/--no-unanswerable", help="Append the 'cannot be answered' option (default; CapRL does)."
+    ),
+    qa_weight: float | None = typer.Option(None, help="Weight of the mean QA score (default 1; CapRL v1: 2)."),
+    length_weight: float | None = typer.Option(None, help="Weight of the length term (needs --length-tokenizer)."),
     length_tokenizer: str | None = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's)."),
-    timestamp_weight: float = typer.Option(0.0, help="Weight of the video timestamp-format term."),
-    seed: int = typer.Option(0, help="Seed for question draws, shuffles and sampled letters."),
+    timestamp_weight: float | None = typer.Option(None, help="Weight of the video timestamp-format term."),
+    seed: int | None = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0)."),
     batch_size: int = typer.Option(32, min=1, help="Captions per engine call."),
 ) -> None:
     """Score CAPTIONS against the MCQs in DATA with a text-only reader; write one result per caption.
 
-    Each row of OUT records the settings that scored it (reader, mode, seed, ...): a re-run with the same
-    settings scores only what is missing; other settings are refused (use another --out).
+    --preset starts from CapRL's settings; the reward flags that are given override it. Each row of OUT records
+    the settings that scored it (reader and the final reward options): a re-run with the same settings scores
+    only what is missing; other settings are refused (use another --out).
     """
     from caprl.readers import load_reader
     from caprl.reward.batch import score_captions
-    from caprl.reward.engine import RewardConfig, RewardEngine
+    from caprl.reward.engine import RewardEngine
 
+    config = reward_config(
+        preset, mode=mode, n_questions=n, path=path, prompt=prompt, answer_parse=answer_parse,
+        temperature=temperature, shuffle=shuffle, unanswerable_option=unanswerable, qa_weight=qa_weight,
+        length_weight=length_weight, timestamp_weight=timestamp_weight, seed=seed,
+    )  # fmt: skip
+    if config.length_weight and not length_tokenizer:
+        raise OptionError("--length-weight needs --length-tokenizer (the policy's tokenizer counts the tokens)")
     existing_path(data, "--data", what="dataset")
     existing_path(captions, "--captions", what="file")
     resolved = backend_of(reader, backend)
     check_model(reader, role="reader", flag="--reader", backend=resolved)
-    if length_weight and not length_tokenizer:
-        raise OptionError("--length-weight needs --length-tokenizer (the policy's tokenizer counts the tokens)")
-    config = from_flags(
-        RewardConfig,
-        REWARD_FLAGS,
-        mode=mode,
-        n_questions=n,
-        path=path,
-        unanswerable_option=unanswerable,
-        length_weight=length_weight,
-        timestamp_weight=timestamp_weight,
-        seed=seed,
-    )
     settings = {"reader": f"{resolved}:{model or reader}", **config.model_dump(mode="json")}
     if length_tokenizer:
         settings["length_tokenizer"] = length_tokenizer
@@ -124,7 +152,7 @@ def score_command(
         ("mean accuracy", fmt(summary.mean_accuracy)),
         ("parse failures", summary.parse_failures),
     ]
-    console.print(summary_table(f"reward ({mode}) -> {out}", rows))
+    console.print(summary_table(f"reward ({config.mode}) -> {out}", rows))
     for msg in summary.bad_rows[:SHOW_SKIPPED]:
         console.print(f"left out: {msg}", markup=False, highlight=False, soft_wrap=True)  # paths stay whole
     if len(summary.bad_rows) > SHOW_SKIPPED:
@@ -146,20 +174,36 @@ def serve_command(
     backend: BackendName | None = typer.Option(None, help="Reader backend (default: from --reader)."),
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers reader (cuda, cuda:1, cpu; default: best)."),
-    mode: Mode = typer.Option("hard", help="hard (chosen letter is gold) | soft (gold probability) | blind_gain."),
+    preset: Preset | None = typer.Option(None, help=PRESET_HELP),
+    mode: Mode | None = typer.Option(None, help="hard (chosen letter is gold; default) | soft | blind_gain."),
     n: int | None = typer.Option(
         None, "--n", min=1, help="Questions per caption, drawn with replacement (default: all)."
     ),
-    path: ReadPath = typer.Option("score", help="score (letter probabilities) | generate (free text, parsed)."),
-    unanswerable: bool = typer.Option(
-        True, "--unanswerable/--no-unanswerable", help="Append the 'cannot be answered' option (CapRL does)."
+    path: ReadPath | None = typer.Option(None, help="score (letter probabilities; default) | generate (parsed)."),
+    prompt: PromptName | None = typer.Option(None, help="default | caprl (CapRL's layout, examples, lead-in)."),
+    answer_parse: AnswerParse | None = typer.Option(
+        None, help="Generate path: robust (default) | first_letter (CapRL)."
     ),
-    length_weight: float = typer.Option(
-        0.0, help="Weight of the length term (items send caption_tokens, or give --length-tokenizer)."
+    temperature: float | None = typer.Option(None, help="Temperature of the sampled answer (default 0.6)."),
+    shuffle: bool | None = typer.Option(
+        None, "--shuffle/--no-shuffle", help="Shuffle the options (default; --no-shuffle: as given)."
+    ),
+    unanswerable: bool | None = typer.Option(
+        None, "--unanswerable/--no-unanswerable", help="Append the 'cannot be answered' option (default; CapRL does)."
+    ),
+    qa_weight: float | None = typer.Option(
+        None, help="Weight of the mean QA score (default 1; 2 gives CapRL v1's rewards, 0-2)."
+    ),
+    length_weight: float | None = typer.Option(
+        None, help="Weight of the length term (items send caption_tokens, or give --length-tokenizer)."
     ),
     length_tokenizer: str | None = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's)."),
-    timestamp_weight: float = typer.Option(0.0, help="Weight of the video timestamp-format term."),
-    seed: int = typer.Option(0, help="Seed for question draws, shuffles and sampled letters."),
+    timestamp_weight: float | None = typer.Option(None, help="Weight of the video timestamp-format term."),
+    seed: int | None = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0)."),
+    modality: Modality = typer.Option(
+        "image", help="What /get_reward prompts describe (CapRL++'s --task): image | video (prompt wording, and "
+        "the timestamp term there).",
+    ),  # fmt: skip
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(
         18889, min=1, max=65535, help="Port (18889 is CapRL++'s reward master, so its scripts work unchanged)."
@@ -205,10 +249,13 @@ def serve_command(
 ) -> None:
     """Serve the reward over HTTP: one reader (and/or a VLM judge), batched across every client.
 
+    \b
     POST /v1/rewards   many items per request; each item's reward and its parts
-                       (judge items: "mode": "judge" with media, scored by --judge)
-    POST /get_reward   the CapRL body, answered with {"rewards": [...]}
-    GET  /health       200 once every model is loaded, 503 before and while draining
+                       (judge items: "mode": "judge", scored by --judge)
+    POST /get_reward   CapRL's bodies (QA prompts; CapRL++'s vl_judge samples),
+                       answered with {"rewards": [...], ...}
+    GET  /health       200 once every model is loaded, 503 before and while
+                       draining
     GET  /metrics      Prometheus metrics
     GET  /docs         the API and its schemas (/openapi.json)
 
@@ -224,7 +271,7 @@ def serve_command(
         --media-root /data/media    # with a VLM judge
     """
     from caprl.readers import load_reader
-    from caprl.reward.engine import RewardConfig, RewardEngine
+    from caprl.reward.engine import RewardEngine
     from caprl.server.parse import check_config
     from caprl.server.serve import serve
     from caprl.server.settings import ServerSettings
@@ -241,20 +288,14 @@ def serve_command(
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise OptionError(f"--api-key-env {api_key_env}: the environment variable is unset or empty")
-    config = from_flags(
-        RewardConfig,
-        REWARD_FLAGS,
-        mode=mode,
-        n_questions=n,
-        path=path,
-        unanswerable_option=unanswerable,
-        length_weight=length_weight,
-        timestamp_weight=timestamp_weight,
-        seed=seed,
-    )
+    config = reward_config(
+        preset, mode=mode, n_questions=n, path=path, prompt=prompt, answer_parse=answer_parse,
+        temperature=temperature, shuffle=shuffle, unanswerable_option=unanswerable, qa_weight=qa_weight,
+        length_weight=length_weight, timestamp_weight=timestamp_weight, seed=seed,
+    )  # fmt: skip
     settings = from_flags(
         ServerSettings,
-        {"max_body_bytes": "--max-body-mb"},
+        {"max_body_bytes": "--max-body-mb", "get_reward_modality": "--modality"},
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         max_pending=max_pending,
@@ -266,6 +307,7 @@ def serve_command(
         judge_max_batch=judge_max_batch,
         judge_max_pending=judge_max_pending,
         max_judge_frames=max_judge_frames,
+        get_reward_modality=modality,
     )
     try:
         check_config(config, settings)
@@ -298,11 +340,11 @@ def serve_command(
         if judge_device and resolved == "transformers":
             kwargs["device"] = judge_device
         captioner = load_captioner(judge, backend=judge_backend, **kwargs)
-        decoding = GenerationSettings(max_new_tokens=judge_max_new_tokens, temperature=0.0, seed=seed)
+        decoding = GenerationSettings(max_new_tokens=judge_max_new_tokens, temperature=0.0, seed=config.seed)
         return VLMJudge(captioner, retries=judge_retries, settings=decoding)
 
     models = ", ".join(
-        part for part in (reader and f"reader {reader}, mode {mode}", judge and f"judge {judge}") if part
+        part for part in (reader and f"reader {reader}, mode {config.mode}", judge and f"judge {judge}") if part
     )
     console.print(
         f"[bold]caprl reward service[/] on http://{host}:{port} ({models}); "

@@ -25,19 +25,22 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from caprl.readers.base import LetterQuery, LetterScores, Reader
-from caprl.reward.extract import extract_choice
+from caprl.reward.extract import extract_choice, first_capital_letter
 from caprl.reward.options import DEFAULT_UNANSWERABLE, ShuffledMCQ, sample_questions, shuffle_options
-from caprl.reward.prompt import PromptTemplate, build_messages
+from caprl.reward.prompt import Messages, PromptTemplate, build_messages
+from caprl.reward.prompt_caprl import caprl_messages
 from caprl.reward.terms import length_term, timestamp_stats
-from caprl.schema import MCQ, validation_error_to_schema_error
+from caprl.schema import LETTERS, MCQ, validation_error_to_schema_error
 
 
 class RewardConfig(BaseModel):
     """How captions are scored. Defaults follow CapRL where it is sound (shuffled options, an added
-    "cannot be answered" option, a letter sampled at temperature 0.6) and read every question once."""
+    "cannot be answered" option, a letter sampled at temperature 0.6) and read every question once, from the
+    letters' probabilities. ``caprl.reward.presets`` holds CapRL's own settings (``caprl``, ``caprl-v1``) and says
+    why the defaults differ."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -52,14 +55,40 @@ class RewardConfig(BaseModel):
     shuffle: bool = True
     unanswerable_option: bool = True
     unanswerable_text: str = DEFAULT_UNANSWERABLE
+    unanswerable_letter: str | None = None
+    """Letter of the added "cannot be answered" option; None: the one after the options (CapRL: always F)."""
     path: Literal["score", "generate"] = "score"
     """``score``: letter probabilities from one forward pass; ``generate``: free text, parsed."""
+    prompt: Literal["default", "caprl"] = "default"
+    """``default``: caprl's prompt (``caprl.reward.prompt``); ``caprl``: CapRL's layout, two worked examples and an
+    answer lead-in (``caprl.reward.prompt_caprl``; generate path only)."""
+    answer_parse: Literal["robust", "first_letter"] = "robust"
+    """Generate path: ``robust`` reads the answer as ``caprl.reward.extract.extract_choice`` does; ``first_letter``
+    takes the first capital A-I in the output, as CapRL does ("I think..." reads as I)."""
     max_new_tokens: int = Field(default=10, ge=1)
+    qa_weight: float = 1.0
+    """Weight of the mean per-question score in the reward (CapRL v1's server: 2, rewards in 0-2)."""
     length_weight: float = 0.0
     length_full_until: int = 2048
     length_zero_at: int = 3072
     timestamp_weight: float = 0.0
     seed: int = 0
+
+    @field_validator("unanswerable_letter")
+    @classmethod
+    def _one_capital(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 1 or v not in LETTERS):
+            raise ValueError(f"must be one capital letter A-Z, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _lead_in_needs_generate(self) -> RewardConfig:
+        if self.prompt == "caprl" and self.path != "generate":
+            raise ValueError(
+                "prompt 'caprl' ends with an answer lead-in, after which the letter is a spaced token the score path "
+                "does not read; use path 'generate' with it (as CapRL does), or prompt 'default'"
+            )
+        return self
 
 
 class RewardItem(BaseModel):
@@ -150,7 +179,8 @@ def _sample_letter(scores: LetterScores, temperature: float, rng: random.Random)
 
 
 class RewardEngine:
-    """Scores captions with a ``Reader`` (see ``caprl.readers``) under a ``RewardConfig``."""
+    """Scores captions with a ``Reader`` (see ``caprl.readers``) under a ``RewardConfig``. ``template`` shapes the
+    default prompt (``config.prompt == "default"``); the ``caprl`` prompt has CapRL's fixed layout."""
 
     def __init__(
         self,
@@ -173,18 +203,28 @@ class RewardEngine:
         for i, item in enumerate(items):
             rng = random.Random(item_seed(cfg.seed, item))
             for q in sample_questions(len(item.mcqs), cfg.n_questions, rng):
-                shown = shuffle_options(item.mcqs[q], rng, shuffle=cfg.shuffle, unanswerable=unanswerable)
+                shown = shuffle_options(
+                    item.mcqs[q], rng, shuffle=cfg.shuffle, unanswerable=unanswerable,
+                    unanswerable_letter=cfg.unanswerable_letter,
+                )  # fmt: skip
                 asks.append(_Ask(i, q, shown, rng.getrandbits(63)))
         return asks
+
+    def messages(self, caption: str, shown: ShuffledMCQ, modality: str = "image") -> Messages:
+        """The chat messages the reader gets for one asked question (the config's prompt)."""
+        cfg = self.config
+        if cfg.prompt == "caprl":
+            return caprl_messages(
+                caption, shown, modality=modality, unanswerable=cfg.unanswerable_text,
+                unanswerable_letter=cfg.unanswerable_letter,
+            )  # fmt: skip
+        return build_messages(caption, shown, template=self.template, modality=modality)
 
     # -- reading ----------------------------------------------------------------------------------------------
     def _read(self, captions: Sequence[str], asks: Sequence[_Ask], items: Sequence[RewardItem]):
         """Per ask: (chosen letter or None, LetterScores or None, raw text or None)."""
         cfg = self.config
-        messages = [
-            build_messages(captions[a.item], a.shown, template=self.template, modality=items[a.item].modality)
-            for a in asks
-        ]
+        messages = [self.messages(captions[a.item], a.shown, items[a.item].modality) for a in asks]
         if cfg.path == "score":
             scores = self.reader.score_letters(
                 [LetterQuery(m, a.shown.letters) for m, a in zip(messages, asks, strict=True)]
@@ -200,7 +240,12 @@ class RewardEngine:
         texts = self.reader.generate(
             messages, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed
         )
-        return [(extract_choice(t, list(a.shown.options)), None, t) for a, t in zip(asks, texts, strict=True)]
+        if cfg.answer_parse == "first_letter":
+            return [(first_capital_letter(t), None, t) for t in texts]
+        return [
+            (extract_choice(t, list(a.shown.options), a.shown.letters), None, t)
+            for a, t in zip(asks, texts, strict=True)
+        ]
 
     def _question_score(self, chosen: str | None, scores: LetterScores | None, shown: ShuffledMCQ, kind: str):
         if kind == "soft":
@@ -246,7 +291,7 @@ class RewardEngine:
         cfg = self.config
         qa = sum(q.score for q in questions) / len(questions)
         accuracy = sum(q.chosen == q.gold for q in questions) / len(questions)
-        reward = qa
+        reward = cfg.qa_weight * qa
         length = timestamp = None
         if cfg.length_weight:
             n = item.caption_tokens

@@ -36,9 +36,21 @@ def _first(m: re.Match) -> str:
     return next(g for g in m.groups() if g)
 
 
-def extract_choice(text: str, options: list[str]) -> str | None:
-    """The letter of the option ``text`` chooses among ``options`` (labelled A, B, ... in order), or None."""
-    valid = set(LETTERS[: len(options)])
+def first_capital_letter(text: str, letters: str = "ABCDEFGHI") -> str | None:
+    """CapRL's parse: the first of ``letters`` anywhere in ``text`` (so "I think it is B" reads as I), or None.
+
+    Kept for comparability with CapRL's numbers (``RewardConfig.answer_parse = "first_letter"``); ``extract_choice``
+    is the sound default."""
+    return next((c for c in text or "" if c in letters), None)
+
+
+def extract_choice(text: str, options: list[str], letters: str | None = None) -> str | None:
+    """The letter of the option ``text`` chooses among ``options`` (labelled ``letters``, default A, B, ... in
+    order), or None."""
+    labels = letters if letters is not None else LETTERS[: len(options)]
+    if len(labels) != len(options):
+        raise ValueError(f"{len(labels)} letters for {len(options)} options")
+    valid = set(labels)
     text = _THINK.sub(" ", text or "").strip()
     if not text:
         return None
@@ -62,7 +74,7 @@ def extract_choice(text: str, options: list[str]) -> str | None:
 
     by_text = _match_option_text(text, options)
     if by_text is not None:
-        return by_text
+        return labels[by_text]
 
     m = _TRAILING.search(text)  # "In my view, B"
     if m and m.group(1) in valid:
@@ -70,14 +82,14 @@ def extract_choice(text: str, options: list[str]) -> str | None:
     return None
 
 
-def _match_option_text(text: str, options: list[str]) -> str | None:
+def _match_option_text(text: str, options: list[str]) -> int | None:
     lowered = text.lower().strip(" .!\"'`*")
     exact = [i for i, o in enumerate(options) if o.lower() == lowered]
     if len(exact) == 1:
-        return LETTERS[exact[0]]
+        return exact[0]
     found = [i for i, o in enumerate(options) if re.search(rf"(?<![\w]){re.escape(o.lower())}(?![\w])", text.lower())]
     # An option that is part of another found option ("red" inside "dark red") is not a separate mention.
     found = [i for i in found if not any(j != i and options[i].lower() in options[j].lower() for j in found)]
     if len(found) == 1:
-        return LETTERS[found[0]]
+        return found[0]
     return None

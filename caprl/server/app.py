@@ -473,23 +473,38 @@ def create_app(
         },
     )
     async def get_reward(request: Request) -> Response:
-        """The CapRL reference endpoint: ``{"prompts": [[caption, [[question_with_options, gold_letter], ...]],
-        ...]}`` in, ``{"rewards": [...]}`` out, scored with the server's reward config. Unlike the reference, a
-        prompt that cannot be scored is an error naming it (its reward is null), never a silent 0.0."""
-        if not state.has_reader:
-            raise RequestError(
-                422, "this server has no reader (it serves the VLM judge only); /get_reward needs one: use a server "
-                "started with --reader, or send judge items to /v1/rewards", kind="invalid_request",
-            )  # fmt: skip
-        parsed = await _parse(request, parse_get_reward_request)
+        """CapRL's endpoint. QA: ``{"prompts": [[caption, [[question_with_options, gold_letter], ...]], ...]}`` in,
+        ``{"rewards", "qa_rewards"}`` out (``format_rewards`` too on a video server with a timestamp weight), scored
+        with the server's reward config as ``--modality`` items. VLM judge (CapRL++): ``{"score_mode": "vl_judge",
+        "samples": [{"caption", "video_path"}]}`` in, ``{"rewards", "judge_rewards"}`` out. Unlike CapRL, a prompt
+        or sample that cannot be scored is an error naming it (its reward is null), never a silent 0.0."""
+        parsed = await _parse(
+            request, parse_get_reward_request, has_reader=state.has_reader, has_judge=state.has_judge
+        )
+        judge = any(m == "judge" for m in parsed.modes)
         outcomes = await state.score(parsed)
-        errors = _collect(parsed, outcomes, "prompt")
-        rewards = [o.reward if isinstance(o, RewardResult) else None for o in outcomes]
-        if not errors:
-            return _json(GetRewardResponse(rewards=rewards))  # type: ignore[arg-type]
-        status = max(e.status for e in errors)
-        body = GetRewardErrorResponse(detail=_summary(errors, len(rewards)), errors=errors, rewards=rewards)
-        return _json(body, status)
+        errors = _collect(parsed, outcomes, "sample" if judge else "prompt")
+        rewards: list[float | None] = []
+        for o in outcomes:
+            if isinstance(o, RewardResult):
+                rewards.append(o.reward)
+            elif isinstance(o, JudgeResult) and o.ok:
+                rewards.append(judge_reward_result(o).reward)
+            else:
+                rewards.append(None)
+        if errors:
+            status = max(e.status for e in errors)
+            body = GetRewardErrorResponse(detail=_summary(errors, len(rewards)), errors=errors, rewards=rewards)
+            return _json(body, status)
+        answer = GetRewardResponse(rewards=rewards)  # type: ignore[arg-type]
+        if judge:
+            answer.judge_rewards = list(answer.rewards)
+        else:
+            results = [o for o in outcomes if isinstance(o, RewardResult)]
+            answer.qa_rewards = [r.qa for r in results]
+            if parsed.config.timestamp_weight and settings.get_reward_modality == "video":
+                answer.format_rewards = [r.timestamp or 0.0 for r in results]
+        return Response(answer.model_dump_json(exclude_none=True), media_type="application/json")
 
     @app.get(
         "/health",

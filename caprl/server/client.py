@@ -166,6 +166,15 @@ class AsyncRewardClient:
         parts = await asyncio.gather(*(chunk(s, e) for s, e in spans), return_exceptions=True)
         return self._join(parts, spans, len(prompts), key="rewards")  # type: ignore[return-value]
 
+    async def post_get_reward(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One ``POST /get_reward`` with ``body`` as given (CapRL's QA or ``vl_judge`` body, for this service or a
+        CapRL server) and its whole answer: ``rewards`` and any parts (``qa_rewards``, ``format_rewards``,
+        ``judge_rewards``). Retries and errors as ``score``."""
+        data = await self._post("/get_reward", dict(body), offset=0)
+        if not isinstance(data, dict) or not isinstance(data.get("rewards"), list):
+            raise RewardServiceError(f"POST /get_reward: the answer holds no 'rewards' list: {excerpt(str(data))}")
+        return data
+
     async def health(self) -> dict[str, dict[str, Any]]:
         """``/health`` of every server (``{"status": "unreachable", "detail": ...}`` for one that does not answer)."""
 
@@ -334,7 +343,7 @@ def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.call_soon_threadsafe(loop.stop)
 
 
-class _LoopThread:
+class LoopThread:
     """An event loop in a daemon thread, for sync callers (works from plain code, threads, and running loops)."""
 
     def __init__(self) -> None:
@@ -372,7 +381,7 @@ class RewardClient:
 
     def __init__(self, urls: str | Sequence[str], **kwargs: Any):
         self._async = AsyncRewardClient(urls, **kwargs)
-        self._loop = _LoopThread()
+        self._loop = LoopThread()
 
     @property
     def urls(self) -> list[str]:

@@ -45,7 +45,8 @@ def _shown(path: str) -> str:
 
 def resolve_media_path(path: str, root: Path | None, field: str = "media.path") -> Path:
     """``path`` resolved under ``root`` (itself resolved); ``MediaProblem`` when there is no root, the path leaves
-    it (``..``, an absolute path, a symlink out), or no file is there."""
+    it (``..``, a symlink out, an absolute path elsewhere), or no file is there. An absolute path inside the root is
+    taken (CapRL's judge requests send the trainer's absolute video paths)."""
     if root is None:
         raise MediaProblem(
             field,
@@ -54,10 +55,8 @@ def resolve_media_path(path: str, root: Path | None, field: str = "media.path") 
     if "\x00" in path:
         raise MediaProblem(field, "the path holds a NUL character")
     given = Path(path)
-    if given.is_absolute():
-        raise MediaProblem(field, f"{_shown(path)} is absolute; give a path relative to the server's media root")
     try:
-        full = (root / given).resolve()
+        full = (root / given).resolve()  # an absolute ``given`` replaces the root here; checked just below
     except (OSError, RuntimeError, ValueError) as exc:
         raise MediaProblem(field, f"{_shown(path)} cannot be resolved: {exc}") from None
     if not full.is_relative_to(root):
@@ -96,10 +95,12 @@ class JudgeJob:
     path: str | None = None
     root: Path | None = None
     sampling: FrameSampling | None = None
+    path_field: str = "media.path"
+    """Where the path came from, for errors (``video_path`` in CapRL's judge body)."""
 
     @property
     def field(self) -> str:
-        return "media.data" if self.data is not None else "media.path"
+        return "media.data" if self.data is not None else self.path_field
 
     def load(self) -> Image.Image | VideoFrames:
         """The decoded media; ``MediaProblem`` naming the field when it cannot be read."""
@@ -108,7 +109,7 @@ class JudgeJob:
             if self.data is not None:
                 return open_image(self.data)
             assert self.path is not None
-            full = resolve_media_path(self.path, self.root)  # again: the file may have changed since parsing
+            full = resolve_media_path(self.path, self.root, self.path_field)  # again: it may have changed since
             if self.modality == "video":
                 return sample_frames(full, self.sampling)
             return open_image(full)

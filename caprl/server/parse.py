@@ -20,9 +20,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from caprl.data.importers import split_question_options
+from caprl.data.mcq_text import MCQTextError, mcq_from_choices, mcq_from_text
 from caprl.reward.engine import RewardConfig, RewardItem
 from caprl.reward.judge import JUDGE_SAMPLING
+from caprl.reward.options import check_unanswerable_letter
 from caprl.schema import MAX_OPTIONS, MCQ, FrameSampling
 from caprl.server.judging import JudgeJob, MediaProblem, decode_base64, resolve_media_path
 from caprl.server.protocol import ItemError, ItemInput, JudgeItemInput, RewardOptions
@@ -163,18 +164,13 @@ def effective_config(options: Any, base: RewardConfig, settings: ServerSettings)
 # -------------------------------------------------------------------------------------------------- items
 
 
-def _mcq(
-    question: str, options: list[str], gold: Any, kind: str | None, field: str, gold_field: str, *, flat: bool = False
-) -> MCQ:
-    """``flat``: report every fault of the question or its options at ``field`` (the CapRL body holds both in one
-    string)."""
+def _mcq(question: str, options: list[str], gold: Any, kind: str | None, field: str, gold_field: str) -> MCQ:
+    """A bulk item's MCQ (options in any label style; the data's own "cannot answer" option dropped, see
+    ``caprl.data.mcq_text``), or the problem at ``field.question``, ``field.options`` or ``gold_field``."""
     try:
-        return MCQ.from_labelled(question, options, gold, kind=kind)
-    except ValidationError as exc:
-        sub, reason = _first_error(exc)
-        raise _ItemProblem(f"{field}.{sub}" if sub and not flat else field, reason) from None
-    except ValueError as exc:
-        raise _ItemProblem(gold_field, str(exc)) from None
+        return mcq_from_choices(question, options, gold, kind)
+    except MCQTextError as exc:
+        raise _ItemProblem(gold_field if exc.field == "answer" else f"{field}.{exc.field}", exc.reason) from None
 
 
 def _check_item(
@@ -201,6 +197,11 @@ def _check_item(
                 )
             if extra in (o.lower() for o in q.options):
                 raise _ItemProblem(ctx.options_field(j), "an option repeats the added 'cannot be answered' option")
+            if config.unanswerable_letter is not None:
+                try:
+                    check_unanswerable_letter(config.unanswerable_letter, len(q.options))
+                except ValueError as exc:
+                    raise _ItemProblem(ctx.options_field(j), str(exc)) from None
     if config.length_weight and caption_tokens is None and not ctx.can_count_tokens:
         raise _ItemProblem(
             "caption_tokens", "required: the length term is on and this server has no tokenizer to count tokens"
@@ -360,16 +361,44 @@ def _sampling(given: Any, limit: int) -> FrameSampling:
 
 
 def parse_get_reward_request(
-    data: Any, config: RewardConfig, settings: ServerSettings, *, can_count_tokens: bool
+    data: Any,
+    config: RewardConfig,
+    settings: ServerSettings,
+    *,
+    can_count_tokens: bool,
+    has_reader: bool = True,
+    has_judge: bool = False,
 ) -> ParsedRequest:
-    """``POST /get_reward``, the CapRL body: ``{"prompts": [[caption, [[question_with_options, letter], ...]]]}``.
+    """``POST /get_reward``, CapRL's bodies.
 
-    Fields in errors are named ``caption``, ``qa``, ``qa.J``, ``qa.J.question``, ``qa.J.answer``. Keys other than
-    ``prompts`` are ignored, as the reference ignores them.
+    QA: ``{"prompts": [[caption, [[question_with_options, gold_letter], ...]], ...]}``; every item gets the server's
+    ``get_reward_modality`` (CapRL++'s ``--task``), so a video server applies its timestamp term here. Question
+    strings are read by ``caprl.data.mcq_text`` (every CapRL option style; the data's "cannot answer" option is
+    dropped). Errors name ``caption``, ``qa``, ``qa.J``, ``qa.J.question``, ``qa.J.answer``.
+
+    VLM judge (CapRL++'s ``score_mode``): ``{"score_mode": "vl_judge", "samples": [{"caption", "video_path"}, ...]}``
+    with video paths under the server's media root (relative, or absolute inside it). Errors name ``caption`` and
+    ``video_path``.
+
+    Keys CapRL sends but does not use (``query``, ``labels``, a sample's other keys) are ignored, as CapRL ignores
+    them.
     """
-    if isinstance(data, dict):
-        data = {"prompts": data["prompts"]} if "prompts" in data else data
-    rows = _envelope(data, {"prompts"}, "prompts", settings)
+    if not isinstance(data, dict):
+        raise RequestError(422, f"the body must be a JSON object with 'prompts', got {type(data).__name__}")
+    mode = data.get("score_mode", "qa")
+    if mode == "vl_judge":
+        return _judge_samples(data, config, settings, has_judge=has_judge)
+    if mode != "qa":
+        raise RequestError(
+            422, f"field 'score_mode': {mode!r} is not 'qa' (MCQ reward, the default) or 'vl_judge' (the VLM judge)",
+            field="score_mode",
+        )  # fmt: skip
+    rows = _envelope({"prompts": data["prompts"]} if "prompts" in data else data, {"prompts"}, "prompts", settings)
+    if not has_reader and rows:
+        raise RequestError(
+            422, "this server has no reader (it serves the VLM judge only); QA prompts need a server started with "
+            '--reader (judge requests: {"score_mode": "vl_judge", "samples": [...]})', field="prompts",
+        )  # fmt: skip
     ctx = _Context(settings, can_count_tokens, mcqs_field="qa", option_template="qa.{j}.question")
     out = ParsedRequest(config, [])
     for i, raw in enumerate(rows):
@@ -401,9 +430,58 @@ def _caprl_item(raw: Any, config: RewardConfig, ctx: _Context) -> RewardItem:
         if not isinstance(letter, str):
             raise _ItemProblem(f"qa.{j}.answer", f"must be a letter string, got {type(letter).__name__}")
         try:
-            question, options = split_question_options(text)
-        except ValueError as exc:
-            raise _ItemProblem(f"qa.{j}.question", f"{exc}: {text[:120]!r}") from None
-        mcqs.append(_mcq(question, options, letter, None, f"qa.{j}.question", f"qa.{j}.answer", flat=True))
+            mcqs.append(mcq_from_text(text, letter))
+        except MCQTextError as exc:
+            if exc.field == "answer":
+                raise _ItemProblem(f"qa.{j}.answer", exc.reason) from None
+            # The question and its options are one string: say which string.
+            raise _ItemProblem(f"qa.{j}.question", f"{exc.reason}: {text[:120]!r}") from None
     _check_item(caption, mcqs, None, config, ctx)
-    return RewardItem(caption=caption, mcqs=mcqs)
+    return RewardItem(caption=caption, mcqs=mcqs, modality=ctx.settings.get_reward_modality)
+
+
+def _judge_samples(data: dict[str, Any], config: RewardConfig, settings: ServerSettings, *, has_judge: bool):
+    samples = data.get("samples")
+    if not isinstance(samples, list):
+        raise RequestError(422, "field 'samples': required, a list of {caption, video_path}", field="samples")
+    if len(samples) > settings.max_request_items:
+        raise RequestError(
+            413, f"field 'samples': {len(samples)} items, more than this server's {settings.max_request_items} per "
+            "request; split the request", field="samples",
+        )  # fmt: skip
+    if not has_judge and samples:
+        raise RequestError(
+            422, "this server has no VLM judge loaded; start it with --judge MODEL (and --media-root) for "
+            '"score_mode": "vl_judge"', field="score_mode",
+        )  # fmt: skip
+    out = ParsedRequest(config, [])
+    for i, raw in enumerate(samples):
+        out.modes.append("judge")
+        try:
+            item = _judge_sample(raw, settings)
+        except (_ItemProblem, MediaProblem) as problem:
+            out.items.append(None)
+            out.errors.append(item_error("sample", i, None, problem))
+        else:
+            out.items.append(item)
+    return out
+
+
+def _judge_sample(raw: Any, settings: ServerSettings) -> JudgeJob:
+    if not isinstance(raw, dict):
+        raise _ItemProblem(None, f"a sample must be an object {{caption, video_path}}, got {type(raw).__name__}")
+    caption, path = raw.get("caption"), raw.get("video_path")
+    if not isinstance(caption, str):
+        raise _ItemProblem("caption", "required, a string" if caption is None else "must be a string")
+    if len(caption) > settings.max_caption_chars:
+        raise _ItemProblem(
+            "caption", f"caption has {len(caption)} characters, more than this server's {settings.max_caption_chars}"
+        )
+    if not isinstance(path, str) or not path:
+        # CapRL's judge scores such a sample from the caption alone; a judge that never saw the video is no judge.
+        raise _ItemProblem("video_path", "required: the judge scores the caption against the video")
+    resolve_media_path(path, settings.media_root, "video_path")
+    return JudgeJob(
+        caption, "video", None, path=path, root=settings.media_root,
+        sampling=_sampling(None, settings.max_judge_frames), path_field="video_path",
+    )  # fmt: skip

@@ -258,17 +258,45 @@ class ErrorResponse(BaseModel):
 CapRLPrompt = tuple[str, list[tuple[str, str]]]
 
 
+class JudgeSample(BaseModel):
+    """One caption for CapRL++'s VLM judge and its video (under the server's ``--media-root``: relative, or an
+    absolute path inside it). Other keys are ignored, as CapRL++ ignores them."""
+
+    model_config = _OUT
+
+    caption: str
+    video_path: str = Field(min_length=1)
+
+
 class GetRewardRequest(BaseModel):
-    """``POST /get_reward``, the CapRL reference body: ``{"prompts": [[caption, [[question_with_options,
-    gold_letter], ...]], ...]}``. Options are read out of the question text (``A) x`` / ``A. x`` / ``(A) x``)."""
+    """``POST /get_reward``, CapRL's bodies. QA (the default): ``{"prompts": [[caption, [[question_with_options,
+    gold_letter], ...]], ...]}``, options read out of the question text (``"   - A) x"``, ``A) x``, ``A. x``,
+    ``(A) x``, ...). VLM judge (CapRL++): ``{"score_mode": "vl_judge", "samples": [{"caption", "video_path"}]}``.
+    ``query`` and ``labels`` are accepted and ignored, as CapRL ignores them."""
 
-    model_config = _STRICT
+    model_config = _OUT
 
-    prompts: list[CapRLPrompt]
+    score_mode: Literal["qa", "vl_judge"] = "qa"
+    prompts: list[CapRLPrompt] | None = None
+    """QA mode: required."""
+    samples: list[JudgeSample] | None = None
+    """Judge mode: required (a server started with ``--judge``)."""
+    query: list[Any] | None = None
+    labels: list[Any] | None = None
 
 
 class GetRewardResponse(BaseModel):
+    """One reward per prompt (or judge sample), in order, plus its parts as CapRL++'s servers answer them."""
+
+    model_config = _OUT
+
     rewards: list[float]
+    qa_rewards: list[float] | None = None
+    """QA mode: the mean per-question score of each prompt (the reward before weights and terms)."""
+    format_rewards: list[float] | None = None
+    """QA mode on a video server with a timestamp weight: the timestamp-format term of each caption."""
+    judge_rewards: list[float] | None = None
+    """Judge mode: the judge's fused score of each sample."""
 
 
 class GetRewardErrorResponse(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -38,6 +39,9 @@ class ServerSettings(BaseModel):
     """Judge items admitted and not yet answered; beyond it requests with judge items get 503 + Retry-After."""
     max_judge_frames: int = Field(default=64, ge=1)
     """Most frames the judge sees of one video: the default ``max_frames`` of an item's sampling, and its bound."""
+    get_reward_modality: Literal["image", "video"] = "image"
+    """What ``/get_reward`` prompts describe (CapRL++'s ``--task``): the prompt's wording and, for ``video``, the
+    timestamp-format term (``timestamp_weight``) follow it. ``/v1/rewards`` items say their own modality."""
 
     @field_validator("media_root")
     @classmethod

@@ -1,104 +1,86 @@
-"""verl's ``compute_score`` for the CapRL reward, batched client-side into bulk requests to the reward service.
+"""verl's reward function for the CapRL reward, computed by a reward service and batched client-side.
 
-verl (0.6+, the reward loop) calls a custom reward function once per sample, as concurrent ``async`` calls on a
-worker's event loop. Sending each as its own HTTP request would cost one round trip per caption and defeat the
-service's batching; here every call joins a batch that is sent as one ``POST /v1/rewards`` when it holds
-``max_batch`` items or ``max_wait_ms`` after its first item, and each call gets its own item's result back.
+Two entry points, one behaviour:
 
-Configure it in verl's config::
+- ``compute_score_async`` (``async``): for verl's reward loop (0.6+), which awaits coroutine functions and runs
+  every sample of a batch concurrently; the calls are coalesced into bulk requests. The fastest choice.
+- ``compute_score`` (plain function): every call form verl and CapRL++ use (see ``caprl.verl.calls``): keyword
+  or positional single samples (verl's ``(data_source, solution_str, ground_truth, extra_info)``, CapRL++'s
+  ``(solution_str, ground_truth, extra_info)``), answered with a dict, and batches (``solution_strs=[...]``, as
+  verl's ``BatchRewardManager`` calls; or a list of solutions), answered with a list. Calls from many threads
+  (verl runs plain functions in a thread pool) are coalesced on one private event loop.
+
+Configure in verl::
 
     reward:
       custom_reward_function:
         path: pkg://caprl.verl.reward
-        name: compute_score
-        reward_kwargs: {urls: [http://10.0.0.5:18889], n_questions: 4, length_weight: 0.2}
+        name: compute_score_async          # or compute_score
+        reward_kwargs: {urls: "http://10.0.0.5:18889", n_questions: 4, length_weight: 0.2}
 
-``reward_kwargs`` (or the ``CAPRL_REWARD_URLS`` / ``CAPRL_REWARD_API_KEY`` environment variables) say where the
-service is and which ``RewardConfig`` options to send with every request (``mode``, ``n_questions``,
-``length_weight``, ``timestamp_weight``, ``seed``, ...; unset ones keep the server's defaults).
+``reward_kwargs`` (see ``caprl.verl.remote.read_settings``): ``urls`` (caprl services, or ``http://host/get_reward``
+for a CapRL/CapRL++ server; default ``$CAPRL_REWARD_URLS``, then CapRL++'s ``$REWARD_REMOTE_URL``),
+``score_mode`` (``qa``, or ``vl_judge`` for the VLM judge on the row's ``extra_info.video_path``), any
+``RewardConfig`` option (bulk endpoint only), ``length_tokenizer``, batching and client limits.
 
-``ground_truth`` is what ``caprl data export --to verl`` writes and CapRL's parquet files hold: a list of
-``{"question", "choices", "answer"}`` with choices labelled ``"A) x"`` (images) or ``"A. x"`` (videos), or bare.
+``ground_truth`` is what CapRL's parquet files and ``caprl data export --to verl`` hold: a list of ``{"question",
+"choices", "answer"}`` (choices ``"A) x"``, ``"A. x"`` or bare; a "Can not answer based on the caption" choice is
+dropped, since the reward adds its own) or ``[question_with_options, letter]`` pairs; numpy arrays are fine.
 
-Failures are loud: a malformed ground truth raises ``ValueError``, an item the service rejects raises
-``RewardRequestError`` (for that sample only), an unreachable service raises ``RewardServiceUnavailable`` after
-the client's retries. No sample ever silently scores 0.0.
+Failures are loud: a malformed ground truth raises ``ValueError`` naming the question; a sample the service
+rejects or fails on raises ``RewardRequestError`` (for that sample; a batch call raises ``VerlRewardError``
+naming every failed sample, after the others are scored); an unreachable service raises
+``RewardServiceUnavailable`` after the client's retries. No sample ever silently scores 0.0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from caprl.data.mcq_text import MCQTextError, plain
+from caprl.data.mcq_text import mcqs_from_ground_truth as _read_ground_truth
 from caprl.reward.engine import RewardItem, RewardResult
-from caprl.schema import MCQ, SchemaError
-from caprl.server.client import AsyncRewardClient, RewardRequestError
-
-DEFAULT_URL = "http://127.0.0.1:18889"
-URLS_ENV = "CAPRL_REWARD_URLS"
-API_KEY_ENV = "CAPRL_REWARD_API_KEY"
-OPTION_KEYS = (
-    "mode",
-    "n_questions",
-    "hard_choice",
-    "temperature",
-    "blind_score",
-    "shuffle",
-    "unanswerable_option",
-    "path",
-    "length_weight",
-    "length_full_until",
-    "length_zero_at",
-    "timestamp_weight",
-    "seed",
-)
+from caprl.reward.terms import length_term
+from caprl.schema import MCQ
+from caprl.server.client import LoopThread
+from caprl.server.protocol import JudgeItemInput, JudgeRewardResult
+from caprl.verl.calls import VerlSample, as_batch, read_call
+from caprl.verl.remote import AdapterSettings, Outcome, Request, batcher_for, close_batchers, read_settings
 
 
-# -- verl rows -> reward items ---------------------------------------------------------------------------------------
+class VerlRewardError(RuntimeError):
+    """Some samples of a batch call got no reward: ``errors`` maps each one's index to why; ``results`` holds the
+    other samples' rewards (None where an error says why)."""
+
+    def __init__(self, errors: dict[int, BaseException], results: list[dict[str, float] | None]):
+        first = min(errors)
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(
+            f"{len(errors)} of {len(results)} samples got no reward; sample {first}: "
+            f"{type(errors[first]).__name__}: {errors[first]}{more}"
+        )
+        self.errors, self.results = errors, results
 
 
-def _plain(value: Any) -> Any:
-    """numpy arrays and scalars (how verl hands parquet columns over) as plain Python values."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
+# -- verl rows -> reward requests ------------------------------------------------------------------------------------
 
 
 def mcqs_from_ground_truth(ground_truth: Any) -> list[MCQ]:
-    """MCQs from a verl row's ``reward_model.ground_truth`` (list of question/choices/answer, or its JSON)."""
-    gt = _plain(ground_truth)
-    if isinstance(gt, str):
-        try:
-            gt = json.loads(gt)
-        except json.JSONDecodeError:
-            raise ValueError(f"ground_truth is a string but not JSON: {gt[:80]!r}") from None
-    if isinstance(gt, Mapping):
-        gt = [gt]
-    if not isinstance(gt, list) or not gt:
-        raise ValueError(f"ground_truth must be a non-empty list of questions, got {type(gt).__name__}")
-    mcqs = []
-    for i, q in enumerate(gt):
-        q = _plain(q)
-        try:
-            if not isinstance(q, Mapping):
-                raise ValueError(f"expected a mapping with question/choices/answer, got {type(q).__name__}")
-            raw = q.get("choices") if q.get("choices") is not None else q.get("options")
-            choices = [str(c) for c in (_plain(raw) if raw is not None else [])]
-            mcqs.append(MCQ.from_labelled(str(q["question"]), choices, _plain(q["answer"])))
-        except (KeyError, ValueError, SchemaError) as exc:
-            detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise ValueError(f"ground_truth[{i}]: {detail}") from None
-    return mcqs
+    """MCQs from a verl row's ground truth (see the module docstring); ValueError naming ``ground_truth[i]``."""
+    try:
+        return _read_ground_truth(ground_truth)
+    except MCQTextError as exc:
+        raise ValueError(f"{exc.field_path('ground_truth')}: {exc.reason}") from None
 
 
-def modality_of(data_source: str, extra_info: Mapping[str, Any] | None) -> str:
-    """``video`` or ``image``: from a caprl export's ``extra_info.media``, else from the data source's name."""
-    media = (extra_info or {}).get("media")
+def modality_of(data_source: str | None, extra_info: Mapping[str, Any] | None) -> str:
+    """``video`` or ``image``: from a caprl export's ``extra_info.media`` or ``video_path``, else from the data
+    source's name (``video_caption_rl``)."""
+    info = extra_info or {}
+    media = info.get("media")
     if isinstance(media, str):
         try:
             kind = json.loads(media).get("type")
@@ -106,152 +88,49 @@ def modality_of(data_source: str, extra_info: Mapping[str, Any] | None) -> str:
             kind = None
         if kind in ("image", "video"):
             return kind
-    return "video" if "video" in str(data_source).lower() else "image"
+    if video_path(info) is not None:
+        return "video"
+    return "video" if "video" in str(data_source or "").lower() else "image"
+
+
+def video_path(extra_info: Mapping[str, Any] | None) -> str | None:
+    """The row's video as CapRL++'s judge reads it: ``extra_info.video_path``, else ``video_paths[0]``."""
+    info = extra_info or {}
+    path = plain(info.get("video_path"))
+    if not path:
+        paths = plain(info.get("video_paths"))
+        path = paths[0] if isinstance(paths, list) and paths else None
+    return path if isinstance(path, str) and path else None
 
 
 def reward_item(
-    data_source: str,
+    data_source: str | None,
     solution_str: str,
     ground_truth: Any,
     extra_info: Mapping[str, Any] | None = None,
     *,
     caption_tokens: int | None = None,
 ) -> RewardItem:
-    """The reward request item for one verl sample."""
-    info = extra_info or {}
-    sid = info.get("id")
+    """The QA request item for one verl sample."""
+    sid = (extra_info or {}).get("id")
     return RewardItem(
         caption=solution_str.strip(),
         mcqs=mcqs_from_ground_truth(ground_truth),
-        modality=modality_of(data_source, info),
+        modality=modality_of(data_source, extra_info),
         id=None if sid is None else str(sid),
         caption_tokens=caption_tokens,
     )
 
 
-# -- batching --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AdapterSettings:
-    urls: tuple[str, ...]
-    options: tuple[tuple[str, Any], ...]
-    api_key: str | None
-    max_batch: int
-    max_wait_s: float
-    timeout: float
-    max_retries: int
-
-
-class BulkBatcher:
-    """Collects single-item calls on one event loop and sends them as bulk requests."""
-
-    def __init__(self, settings: AdapterSettings):
-        self.settings = settings
-        self.client = AsyncRewardClient(
-            list(settings.urls),
-            api_key=settings.api_key,
-            timeout=settings.timeout,
-            max_retries=settings.max_retries,
-            chunk_size=settings.max_batch,
+def judge_item(sample: VerlSample) -> JudgeItemInput:
+    """The VLM-judge request item for one verl sample (its video from ``extra_info``)."""
+    path = video_path(sample.extra_info)
+    if path is None:
+        raise ValueError(
+            "score_mode 'vl_judge' needs the sample's video: extra_info.video_path (caprl data export writes it)"
         )
-        self.requests = 0  # bulk requests sent (for logs and tests)
-        self._queue: list[tuple[RewardItem, asyncio.Future]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task] = set()
-
-    async def score(self, item: RewardItem) -> RewardResult:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
-        self._queue.append((item, fut))
-        if len(self._queue) >= self.settings.max_batch:
-            self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(self.settings.max_wait_s, self._flush)
-        return await fut
-
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._queue = self._queue, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._tasks.add(task)  # the loop keeps only a weak reference to tasks
-            task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, batch: list[tuple[RewardItem, asyncio.Future]]) -> None:
-        self.requests += 1
-        items = [b[0] for b in batch]
-        try:
-            results = await self.client.score(items, options=dict(self.settings.options), include_questions=False)
-        except RewardRequestError as exc:
-            # Some items were rejected or failed: those calls raise (naming their item), the others get theirs.
-            bad = {e.index: e for e in exc.errors if e.index is not None}
-            for i, (item, fut) in enumerate(batch):
-                got = exc.results[i] if exc.results is not None and i < len(exc.results) else None
-                if i in bad:
-                    err = RewardRequestError(
-                        f"item {item.id or '#'}: {bad[i].message}", status=exc.status, errors=[bad[i]]
-                    )
-                    _settle(fut, error=err)
-                elif got is not None:
-                    _settle(fut, result=got)
-                else:
-                    _settle(fut, error=exc)
-        except BaseException as exc:  # noqa: BLE001 - every waiting call must hear about it
-            for _, fut in batch:
-                _settle(fut, error=exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            if len(results) != len(batch):
-                err = RuntimeError(f"the reward service returned {len(results)} results for {len(batch)} items")
-                for _, fut in batch:
-                    _settle(fut, error=err)
-                return
-            for (_, fut), res in zip(batch, results, strict=True):
-                _settle(fut, result=res)
-
-
-def _settle(fut: asyncio.Future, *, result: Any = None, error: BaseException | None = None) -> None:
-    if fut.done():  # the caller was cancelled
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(result)
-
-
-# One batcher per (event loop, settings): asyncio objects belong to the loop that made them.
-_BATCHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[AdapterSettings, BulkBatcher]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _settings(kwargs: Mapping[str, Any]) -> AdapterSettings:
-    urls = kwargs.get("urls") or os.environ.get(URLS_ENV) or DEFAULT_URL
-    if isinstance(urls, str):
-        urls = [u.strip() for u in urls.split(",") if u.strip()]
-    key_env = kwargs.get("api_key_env") or API_KEY_ENV
-    options = tuple(sorted((k, _plain(kwargs[k])) for k in OPTION_KEYS if kwargs.get(k) is not None))
-    return AdapterSettings(
-        urls=tuple(str(u) for u in _plain(urls)),
-        options=options,
-        api_key=os.environ.get(key_env),
-        max_batch=int(kwargs.get("max_batch", 256)),
-        max_wait_s=float(kwargs.get("max_wait_ms", 20)) / 1000.0,
-        timeout=float(kwargs.get("timeout", 300.0)),
-        max_retries=int(kwargs.get("max_retries", 6)),
-    )
-
-
-def batcher_for(settings: AdapterSettings) -> BulkBatcher:
-    """The batcher of the running event loop for these settings (made on first use)."""
-    per_loop = _BATCHERS.setdefault(asyncio.get_running_loop(), {})
-    if settings not in per_loop:
-        per_loop[settings] = BulkBatcher(settings)
-    return per_loop[settings]
+    sid = (sample.extra_info or {}).get("id")
+    return JudgeItemInput.video(sample.solution_str.strip(), path, id=None if sid is None else str(sid))
 
 
 _TOKENIZERS: dict[str, Any] = {}
@@ -265,57 +144,99 @@ def _count_tokens(text: str, tokenizer: str) -> int:
     return len(_TOKENIZERS[tokenizer](text, add_special_tokens=False)["input_ids"])
 
 
-async def compute_score(
-    data_source: str,
-    solution_str: str,
-    ground_truth: Any,
-    extra_info: Mapping[str, Any] | None = None,
-    **kwargs: Any,
-) -> dict[str, float]:
-    """verl's reward function: the CapRL reward of one caption, with its parts.
+def _request(sample: VerlSample, settings: AdapterSettings) -> tuple[Request, int | None]:
+    tokens = _count_tokens(sample.solution_str, settings.length_tokenizer) if settings.length_tokenizer else None
+    if settings.score_mode == "vl_judge":
+        return judge_item(sample), tokens
+    return reward_item(
+        sample.data_source, sample.solution_str, sample.ground_truth, sample.extra_info, caption_tokens=tokens
+    ), tokens
 
-    Returns ``{"score", "acc", "qa", "parse_failures"}`` plus ``"length"`` / ``"timestamp"`` when those terms are
-    on. Keyword arguments are the ``reward_kwargs`` of verl's config (see the module docstring); others that verl
-    passes (``reward_router_address``, ...) are ignored.
-    """
-    settings = _settings(kwargs)
-    tokens = None
-    if kwargs.get("length_tokenizer"):
-        tokens = _count_tokens(solution_str, str(kwargs["length_tokenizer"]))
-    item = reward_item(data_source, solution_str, ground_truth, extra_info, caption_tokens=tokens)
-    result = await batcher_for(settings).score(item)
-    out: dict[str, float] = {
-        "score": float(result.reward),
-        "acc": float(result.accuracy),
-        "qa": float(result.qa),
-        "parse_failures": float(result.parse_failures),
-    }
-    opts = dict(settings.options)
-    if opts.get("length_weight"):
-        out["length"] = float(result.length) if result.length is not None else float("nan")
-    if opts.get("timestamp_weight"):
-        out["timestamp"] = float(result.timestamp) if result.timestamp is not None else 0.0
+
+def _output(outcome: Outcome, settings: AdapterSettings, tokens: int | None) -> dict[str, float]:
+    """What verl gets: ``score`` and the parts it logs as reward extras."""
+    opts = settings.option_dict
+    if isinstance(outcome, RewardResult):
+        out = {
+            "score": float(outcome.reward), "acc": float(outcome.accuracy), "qa": float(outcome.qa),
+            "parse_failures": float(outcome.parse_failures),
+        }  # fmt: skip
+        if opts.get("length_weight"):
+            out["length"] = float(outcome.length) if outcome.length is not None else float("nan")
+        if opts.get("timestamp_weight"):
+            out["timestamp"] = float(outcome.timestamp) if outcome.timestamp is not None else 0.0
+        return out
+    if isinstance(outcome, JudgeRewardResult):
+        out = {"score": float(outcome.reward), "judge": float(outcome.reward)}
+    else:  # a /get_reward answer: score and whichever parts the server gave
+        out = {k: float(v) for k, v in outcome.items()}
+        if "format" in out:
+            out["timestamp"] = out.pop("format")
+    if settings.client_side_length:
+        assert tokens is not None  # read_settings requires length_tokenizer with length_weight here
+        length = length_term(
+            tokens, full_until=int(opts.get("length_full_until", 2048)), zero_at=int(opts.get("length_zero_at", 3072))
+        )
+        out["length"] = length
+        out["score"] += float(opts["length_weight"]) * length
     return out
 
 
+async def _score_one(sample: VerlSample, settings: AdapterSettings) -> dict[str, float]:
+    request, tokens = _request(sample, settings)
+    return _output(await batcher_for(settings).score(request), settings, tokens)
+
+
+async def _score_samples(
+    samples: Sequence[VerlSample], settings: AdapterSettings
+) -> list[dict[str, float] | BaseException]:
+    return list(await asyncio.gather(*(_score_one(s, settings) for s in samples), return_exceptions=True))
+
+
+def _answer(outcomes: list[dict[str, float] | BaseException], batch: bool) -> Any:
+    errors = {i: o for i, o in enumerate(outcomes) if isinstance(o, BaseException)}
+    if not batch:
+        if errors:
+            raise errors[0]
+        return outcomes[0]
+    if errors:
+        raise VerlRewardError(errors, [None if isinstance(o, BaseException) else o for o in outcomes])
+    return outcomes
+
+
+# -- entry points ----------------------------------------------------------------------------------------------------
+
+
+async def compute_score_async(*args: Any, **kwargs: Any) -> Any:
+    """verl's reward function for its reward loop (awaited): a dict per sample (``score`` and its parts), a list of
+    them for a batch call. Keywords other than the call's own are the ``reward_kwargs``; others verl passes
+    (``reward_router_address``, ...) are ignored."""
+    call = read_call(args, kwargs)
+    settings = read_settings(call.options)
+    return _answer(await _score_samples(call.samples, settings), call.batch)
+
+
+_SYNC_LOOP = LoopThread()
+
+
+def compute_score(*args: Any, **kwargs: Any) -> Any:
+    """verl's (and CapRL++'s) reward function as a plain function, in every call form (see the module docstring):
+    a dict per sample, a list of them for a batch call. Blocks until the service answers."""
+    call = read_call(args, kwargs)
+    settings = read_settings(call.options)
+    return _answer(_SYNC_LOOP.run(_score_samples(call.samples, settings)), call.batch)
+
+
 def score_batch(rows: Sequence[Mapping[str, Any]], **kwargs: Any) -> list[dict[str, float]]:
-    """Score verl-style rows (``data_source``, ``solution_str``, ``ground_truth``, ``extra_info``) from sync
-    code, through the same batching path verl uses."""
+    """Score verl-style rows (``data_source``, ``solution_str``, ``ground_truth``, ``extra_info``) from sync code
+    on a private event loop, through the same batching path verl uses."""
+    settings = read_settings(kwargs)
+    samples = as_batch(rows)
 
-    async def run() -> list[dict[str, float]]:
+    async def run() -> list[dict[str, float] | BaseException]:
         try:
-            return list(
-                await asyncio.gather(
-                    *(
-                        compute_score(
-                            r["data_source"], r["solution_str"], r["ground_truth"], r.get("extra_info"), **kwargs
-                        )
-                        for r in rows
-                    )
-                )
-            )
+            return await _score_samples(samples, settings)
         finally:
-            for batcher in _BATCHERS.pop(asyncio.get_running_loop(), {}).values():
-                await batcher.client.aclose()
+            await close_batchers()
 
-    return asyncio.run(run())
+    return _answer(asyncio.run(run()), True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,8 @@ DEFAULT_FRAMES = FrameSampling(num_frames=128, max_frames=128)
 
 class BenchmarkError(InputError):
     """Benchmark rows that cannot be turned into items (names the file and row)."""
+
+    exit_code = 2  # as `caprl eval prism` exits for its other data errors (``DataMissing``)
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
@@ -95,36 +97,90 @@ GROUNDING = Grounding("miou", extras=tuple(f"r1@{m}" for m in THRESHOLDS))
 
 @dataclass
 class LoadContext:
-    """What a loader needs: where the files are, where their videos are, and a store for decoded images."""
+    """What a loader needs: where the files are, where their media are, and a store for decoded images.
+
+    Media files named by rows are looked for under the user's media root when one is given, else in the
+    benchmark's media folder beside the data path and beside the annotation file the row came from (the first
+    that holds the file wins, so "point at the download folder" and "point at the annotation file" both work).
+    """
 
     benchmark: str
     path: Path
-    media_root: Path
     store: MediaStore
     frames: FrameSampling | None
-    split: str | None = None
+    spec: DataSpec = field(default_factory=lambda: DataSpec(download=()))
+    media_root: Path | None = None
+    """The user's media folder (``--media-root``); None: the defaults above."""
     counter: int = 0
+    names: dict[str, str] = field(default_factory=dict)
+    """media id -> the medium's name in the release (its file name), for matching captions made elsewhere."""
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        files = data_files(self.path, contains=self.split)
+        try:
+            files = data_files(self.path, self.spec.layouts)
+        except FileNotFoundError as exc:
+            raise BenchmarkError(f"{self.benchmark}: {exc}") from None
         if not files:
             raise BenchmarkError(f"{self.benchmark}: {self.path} holds no .parquet/.arrow/.tsv/.json/.jsonl files")
         for f in files:
             yield from read_rows(f)
 
-    def image(self, value: Any) -> tuple[str, ImageMedia]:
-        """An image cell (bytes, HF struct, base64) → (media id, media); or a file name under the media root."""
-        if isinstance(value, str) and not _looks_base64(value):
-            path = self.media_root / value
-            if not path.is_file():
-                raise BenchmarkError(f"{self.benchmark}: image file {path} not found (media root {self.media_root})")
-            return f"img:{value}", ImageMedia(path=str(path))
-        return self.store.put(image_bytes(value))
+    def media_roots(self, row: dict[str, Any] | None = None) -> list[Path]:
+        if self.media_root is not None:
+            return [self.media_root]
+        bases = [self.path if self.path.is_dir() else self.path.parent]
+        if row is not None and row.get("_path"):
+            bases.append(Path(row["_path"]).parent)
+        roots = [b / self.spec.media_dir if self.spec.media_dir else b for b in bases]
+        return list(dict.fromkeys(roots))
 
-    def video(self, relative: str, clip: tuple[float, float] | None = None) -> tuple[str, VideoMedia]:
-        """A video file (or folder of frames) under the media root → (media id, media)."""
+    def find(self, names: Sequence[str], row: dict[str, Any] | None = None) -> Path | None:
+        """The first of ``names`` that exists under the media roots (tried in order), or None."""
+        for root in self.media_roots(row):
+            for name in names:
+                if (root / name).exists():
+                    return root / name
+        return None
+
+    def image(self, value: Any, *, name: str | None = None) -> tuple[str, ImageMedia]:
+        """An embedded image cell (bytes, HF ``{bytes, path}`` struct, base64, PIL) → (media id, media), decoded
+        once into the store; ``name`` is its file name in the release, when the row gives one."""
+        struct_path = value.get("path") if isinstance(value, dict) else None
+        media_id, media = self.store.put(image_bytes(value))
+        if name or struct_path:
+            self.names.setdefault(media_id, str(name or struct_path))
+        return media_id, media
+
+    def image_file(
+        self, name: str, row: dict[str, Any] | None = None, *, alternatives: Sequence[str] = ()
+    ) -> tuple[str, ImageMedia]:
+        """An image file named by a row (or one of ``alternatives``, e.g. the name with an extension added)."""
+        found = self.find([name, *alternatives], row)
+        if found is None or not found.is_file():
+            tried = ", ".join(str(r) for r in self.media_roots(row))
+            where = f" (row from {row['_path']})" if row and row.get("_path") else ""
+            raise BenchmarkError(
+                f"{self.benchmark}: image file {name!r}{where} not found in {tried}; "
+                f"point --media-root {self.benchmark}=DIR at the folder holding the images"
+            )
+        media_id = f"img:{name}"
+        self.names.setdefault(media_id, name)
+        return media_id, ImageMedia(path=str(found))
+
+    def video(
+        self,
+        relative: str,
+        clip: tuple[float, float] | None = None,
+        row: dict[str, Any] | None = None,
+        *,
+        alternatives: Sequence[str] = (),
+    ) -> tuple[str, VideoMedia]:
+        """A video file (or folder of frames) under the media roots → (media id, media). A file that is not
+        there is not an error here: its captions record the error and its questions score 0."""
+        found = self.find([relative, *alternatives], row) or self.media_roots(row)[0] / relative
         media_id = f"vid:{relative}" + ("" if clip is None else f"@{clip[0]:g}-{clip[1]:g}")
-        return media_id, VideoMedia(path=str(self.media_root / relative), sampling=self.frames or DEFAULT_FRAMES)
+        self.names.setdefault(media_id, relative)
+        return media_id, VideoMedia(path=str(found), sampling=self.frames or DEFAULT_FRAMES)
 
     def next_id(self, row: dict[str, Any], *names: str) -> str:
         """The row's own id when it has one of ``names``, else a running number (stable: files are sorted)."""
@@ -135,12 +191,13 @@ class LoadContext:
         return f"{self.counter:06d}"
 
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".wmv", ".mpg", ".mpeg", ".gif")
 
 
-def _looks_base64(value: str) -> bool:
-    # A cell is a file name when it is short and ends like one; VLMEvalKit's base64 images are kilobytes long.
-    return not (len(value) < 512 and value.lower().endswith(_IMAGE_SUFFIXES))
+def video_file(name: str) -> str:
+    """A video name as a file name: ``.mp4`` added unless it already ends like a video (a QVHighlights id such as
+    ``NUsG9BgSes0_210.0_360.0`` ends in ``.0``, which is not an extension)."""
+    return name if name.lower().endswith(VIDEO_SUFFIXES) else f"{name}.mp4"
 
 
 @dataclass(frozen=True)
@@ -156,8 +213,6 @@ class Benchmark:
     caption_prompt: str = ""
     mcq_instruction: str = ""
     open_instruction: str = ""
-    split: str | None = None
-    """Only data files whose path contains this (e.g. ``test``), when any do."""
     subset: int | None = None
     """Keep this many items, chosen by a stable hash of their ids (SEED-Bench 2k)."""
     data_from: str | None = None
@@ -190,17 +245,19 @@ class Benchmark:
         ctx = LoadContext(
             benchmark=self.name,
             path=path,
-            media_root=paths.media_root(owner, path, self.data),
             store=MediaStore(cache / "media" / self.name),
             frames=frames or self.frames,
-            split=self.split,
+            spec=self.data,
+            media_root=paths.media_root(owner),
         )
         items = list(self.load(ctx))
         seen: set[str] = set()
-        for it in items:
+        for i, it in enumerate(items):
             if it.id in seen:
                 raise BenchmarkError(f"{self.name}: duplicate item id {it.id!r} in {path}")
             seen.add(it.id)
+            if it.media_name is None and it.media_id in ctx.names:
+                items[i] = it.model_copy(update={"media_name": ctx.names[it.media_id]})
         if self.subset is not None and len(items) > self.subset:
             keep = set(sorted(seen, key=lambda i: stable_id(self.name, "subset", i))[: self.subset])
             items = [it for it in items if it.id in keep]
@@ -233,6 +290,9 @@ class Benchmark:
         if item.span is not None:
             found = extract.span(raw)
             return None if found is None else extract.format_span(found)
+        if self.metric.judged(item):
+            # The judge reads the whole answer and extracts the final one itself, as the official judges do.
+            return extract.without_thinking(raw) or None
         return extract.short_answer(raw)
 
 

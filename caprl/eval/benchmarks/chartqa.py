@@ -1,8 +1,11 @@
-"""ChartQA (test: human + augmented questions), scored by relaxed accuracy.
+"""ChartQA (test: 1,250 human + 1,250 augmented questions), scored by relaxed accuracy.
 
-Formats: the HF parquet of ``ahmed-masry/ChartQA`` (``imgname, query, label, type, image``) or of
-``lmms-lab/ChartQA`` (``question, answer, type, image``); VLMEvalKit's ``ChartQA_TEST.tsv``; or the original
-release's ``test/test_human.json`` + ``test/test_augmented.json`` with the charts in ``test/png/``.
+Layouts (the first found is read): the HF parquet of ``ahmed-masry/ChartQA`` (``imgname, query, label, type,
+image``) or ``lmms-lab/ChartQA`` (``question, answer, type, image``) as ``test-*.parquet``; a ``datasets`` arrow
+copy of the test split; VLMEvalKit's ``ChartQA_TEST.tsv``; or the original release (the GitHub repository's
+``ChartQA Dataset/`` or the unzipped ``ChartQA Dataset.zip``), whose rows are ``test/test_human.json`` and
+``test/test_augmented.json`` (``imgname, query, label``) with the charts in ``test/png/`` — its ``annotations/``
+and ``tables/`` folders are not rows.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from caprl.eval.benchmarks.base import Benchmark, LoadContext, RelaxedAccuracy, literal_list
-from caprl.eval.data import DataSpec, pick
+from caprl.eval.data import DataSpec, Layout, pick
 from caprl.eval.types import EvalItem
 
 
@@ -24,8 +27,11 @@ def _category(row: dict) -> str | None:
 
 def load(ctx: LoadContext) -> Iterator[EvalItem]:
     for row in ctx.rows():
-        image = pick(row, "image", "imgname")
-        media_id, media = ctx.image(image)
+        name = pick(row, "imgname")
+        if pick(row, "image") is not None:
+            media_id, media = ctx.image(row["image"], name=name)
+        else:
+            media_id, media = ctx.image_file(str(name), row)
         answers = [str(a) for a in literal_list(pick(row, "label", "answer"))]
         yield EvalItem(
             id=ctx.next_id(row, "index", "question_id"),
@@ -43,14 +49,19 @@ CHARTQA = Benchmark(
     modality="image",
     data=DataSpec(
         download=(
-            "HF dataset ahmed-masry/ChartQA (the test split's parquet files) or lmms-lab/ChartQA",
+            "HF dataset ahmed-masry/ChartQA (data/test-*.parquet) or lmms-lab/ChartQA",
             "VLMEvalKit ChartQA_TEST.tsv",
             "the original ChartQA release: test/test_human.json, test/test_augmented.json and test/png/",
         ),
-        layout="a .parquet/.tsv file, or a folder holding them (JSON: the test/ folder with its png/ subfolder)",
+        layout="the download folder (or the file itself); the original release: its folder or its test/ folder",
         media_dir="png",
+        layouts=(
+            Layout("HF parquet (test split)", ("**/test-*.parquet",)),
+            Layout("datasets arrow (test split)", ("**/test/*.arrow", "**/*-test.arrow")),
+            Layout("VLMEvalKit TSV", ("**/ChartQA_TEST.tsv",)),
+            Layout("original release", ("**/test_human.json", "**/test_augmented.json")),
+        ),
     ),
     load=load,
     metric=RelaxedAccuracy("relaxed_accuracy"),
-    split="test",
 )

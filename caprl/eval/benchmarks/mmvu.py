@@ -1,9 +1,9 @@
 """MMVU (validation, 1,000 expert-domain video questions): multiple-choice questions scored by accuracy,
-open-ended ones by an LLM judge (correct / not correct), reported by subject.
+open-ended ones by an LLM judge with MMVU's own open-ended instruction (correct / not correct), reported by subject.
 
-Format: the ``yale-nlp/MMVU`` release: ``validation.json`` (``id, video, question, choices, answer,
-question_type, metadata.subject``; ``video`` a URL or path ending in ``videos/<subject>/<n>.mp4``) and the
-``videos/`` folder beside it.
+Layout: the ``yale-nlp/MMVU`` download: ``validation.json`` (``id, video, question, choices, answer,
+question_type, metadata.subject``; ``video`` a URL ending in ``videos/<subject>/<n>.mp4``) and the ``videos/``
+folder beside it (the GitHub repository's copy is ``data/validation.json``, without videos).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from caprl.eval.benchmarks.base import Benchmark, LoadContext, Metric, mcq_item
-from caprl.eval.data import DataSpec, pick
-from caprl.eval.metrics.judge import CORRECTNESS
+from caprl.eval.data import DataSpec, Layout, pick
+from caprl.eval.metrics.judge import MMVU_OPEN_ENDED
 from caprl.eval.types import EvalItem
 
 
@@ -26,7 +26,7 @@ def video_path(value: str) -> str:
 
 def load(ctx: LoadContext) -> Iterator[EvalItem]:
     for row in ctx.rows():
-        media_id, media = ctx.video(video_path(str(pick(row, "video", "video_path"))))
+        media_id, media = ctx.video(video_path(str(pick(row, "video", "video_path"))), row=row)
         meta = row.get("metadata") or {}
         subject = meta.get("subject") if isinstance(meta, dict) else None
         common = dict(
@@ -52,8 +52,8 @@ MMVU = Benchmark(
     data=DataSpec(
         download=("HF dataset yale-nlp/MMVU: validation.json and videos/",),
         layout="the dataset folder (or validation.json) with videos/ beside it",
+        layouts=(Layout("yale-nlp/MMVU", ("**/validation.json",)),),
     ),
     load=load,
-    metric=Metric("judged_accuracy", judge=CORRECTNESS),
-    split="validation",
+    metric=Metric("judged_accuracy", judge=MMVU_OPEN_ENDED),
 )

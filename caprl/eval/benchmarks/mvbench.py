@@ -1,9 +1,13 @@
 """MVBench (20 temporal tasks x 200 MCQs), scored by accuracy per task; the overall figure is their mean, which
 with 200 questions per task is the plain mean over questions.
 
-Format: the ``OpenGVLab/MVBench`` release: ``json/<task>.json`` (``video, question, candidates, answer`` and, for
-some tasks, ``start``/``end`` seconds) and ``video/<source>/...``. Each task's videos live in their own source
-folder (``TASKS``); one task (episodic reasoning) ships folders of frames at 3 fps instead of video files.
+Layout: the ``OpenGVLab/MVBench`` download (point ``--data`` at its folder): ``json/<task>.json`` (``video,
+question, candidates, answer`` and, for some tasks, ``start``/``end`` seconds) and the unzipped videos under
+``video/``. Each task's videos live in their own source folder (``TASKS``), at ``video/<source>/...`` or, as some
+of the archives unzip, ``video/data0613/<source>/...`` (VLMEvalKit moves those into place; lmms-eval looks in
+both; so does caprl). One task (episodic reasoning) ships folders of frames at 3 fps instead of video files.
+The gold ``answer`` is the text of one candidate (as both harnesses read it), never a letter: a candidate that is
+itself one letter long stays an option text.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from caprl.eval.benchmarks.base import Benchmark, LoadContext, literal_list, mcq_item
-from caprl.eval.data import DataSpec, pick
+from caprl.eval.benchmarks.base import Benchmark, BenchmarkError, LoadContext, literal_list
+from caprl.eval.data import DataSpec, Layout, pick
 from caprl.eval.types import EvalItem
 
 # task (json file stem) -> folder of its videos under video/, and whether questions are about a [start, end] clip
@@ -40,24 +44,42 @@ TASKS: dict[str, tuple[str, bool]] = {
 }
 
 
+# Where some of MVBench's archives unzip to, under video/.
+UNZIPPED_PREFIX = "data0613"
+
+
+def gold_by_text(answer: str, candidates: list[str], where: str) -> int:
+    """The index of the one candidate whose text is the answer."""
+    hits = [i for i, c in enumerate(candidates) if c == answer]
+    if len(hits) != 1:
+        raise BenchmarkError(
+            f"mvbench: {where}: the answer {answer!r} is {'not' if not hits else 'more than once'} among the "
+            f"candidates {candidates!r}"
+        )
+    return hits[0]
+
+
 def load(ctx: LoadContext) -> Iterator[EvalItem]:
     for row in ctx.rows():
         task = Path(str(row.get("_file", ""))).stem
-        folder, bounded = TASKS.get(task, ("", False))
+        if task not in TASKS:
+            raise BenchmarkError(f"mvbench: {row['_path']} is not one of MVBench's 20 task files ({', '.join(TASKS)})")
+        folder, bounded = TASKS[task]
         clip = None
         if bounded and row.get("start") is not None and row.get("end") is not None:
             clip = (float(row["start"]), float(row["end"]))
-        relative = f"{folder}/{row['video']}" if folder else str(row["video"])
-        media_id, media = ctx.video(relative, clip)
-        candidates = [str(c) for c in literal_list(pick(row, "candidates", "options"))]
-        yield mcq_item(
-            id=f"{task}/{ctx.next_id(row, 'question_id')}",
+        relative = f"{folder}/{row['video']}"
+        media_id, media = ctx.video(relative, clip, row, alternatives=[f"{UNZIPPED_PREFIX}/{relative}"])
+        candidates = [str(c) for c in literal_list(pick(row, "candidates"))]
+        item_id = f"{task}/{ctx.next_id(row, 'question_id')}"
+        yield EvalItem(
+            id=item_id,
             media_id=media_id,
             media=media,
             question=str(pick(row, "question")),
             options=candidates,
-            answer=str(pick(row, "answer")),
-            category=task or None,
+            gold=gold_by_text(str(pick(row, "answer")), candidates, item_id),
+            category=task,
             extra={"clip": list(clip)} if clip else {},
         )
 
@@ -70,7 +92,7 @@ MVBENCH = Benchmark(
         download=("HF dataset OpenGVLab/MVBench: json/ and video/ (unzip every archive under video/)",),
         layout="the dataset folder holding json/ and video/",
         media_dir="video",
+        layouts=(Layout("OpenGVLab/MVBench", ("json/*.json",)),),
     ),
     load=load,
-    split="json",
 )

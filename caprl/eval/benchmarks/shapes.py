@@ -22,6 +22,7 @@ def load(ctx: LoadContext) -> Iterator[EvalItem]:
     ds = read_dataset(ctx.path)
     for sample in ds.samples:
         media = sample.media
+        name = media.path  # as the dataset names it (relative to its folder)
         if media.path is not None:
             path = str(resolve_media_path(media.path, ds.root).resolve())
             if isinstance(media, VideoMedia):
@@ -39,6 +40,7 @@ def load(ctx: LoadContext) -> Iterator[EvalItem]:
                 options=list(mcq.options),
                 gold=mcq.gold,
                 category=mcq.kind,
+                media_name=name,
             )
 
 

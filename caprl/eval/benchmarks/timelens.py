@@ -1,52 +1,66 @@
-"""TimeLens-Bench: temporal grounding (find when a described moment happens), scored by mIoU and R1@{0.3,0.5,0.7}
-of the first [start, end] in the reader's answer, by source dataset.
+"""TimeLens-Bench: temporal grounding (find when a described moment happens), scored as TimeLens's official
+evaluation scores it: the answer's first [start, end] pair (clock times, else "a - b" / "a to b", else bare numbers),
+rounded to whole seconds; IoU with the gold span (a reversed span scores 0); mIoU and R1@{0.3,0.5,0.7}; by source.
 
-Format: JSON/JSONL (or parquet) rows from ``TencentARC/TimeLens-Bench`` with a video (``video``/``video_path``/
-``vid``), a query (``query``/``sentence``/``caption``), the gold span in seconds (``span``/``timestamp``/
-``timestamps``/``gt``/``answer``: ``[s, e]``, ``[[s, e], ...]`` (the first) or ``"s-e"``) and optionally
-``duration`` and ``source``; videos under ``videos/`` beside it.
+Layout: the ``TencentARC/TimeLens-Bench`` download: ``<source>-timelens.json`` (``charades``, ``activitynet``,
+``qvhighlights``), each a map of video id → ``duration``, ``spans`` (a list of [start, end]) and ``queries`` (one
+per span: several questions per video), and the videos extracted from ``video_shards/`` into
+``videos/<source>/<video id>.mp4``. Queries are cleaned as the official loader does (whitespace collapsed, final
+periods stripped).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from caprl.eval import prompts
 from caprl.eval.benchmarks.base import GROUNDING, Benchmark, BenchmarkError, LoadContext, literal_list
-from caprl.eval.benchmarks.videomme import video_file
-from caprl.eval.data import DataSpec, pick
-from caprl.eval.extract import span
+from caprl.eval.data import DataSpec, Layout
 from caprl.eval.types import EvalItem
 
+SUFFIX = "-timelens"
 
-def gold_span(value: Any) -> tuple[float, float]:
-    if isinstance(value, str) and not value.strip().startswith("["):
-        found = span(value)
-        if found is None:
-            raise BenchmarkError(f"timelens: cannot read a [start, end] span from {value!r}")
-        return found
+
+def clean_query(query: str) -> str:
+    return re.sub(r"\s+", " ", query).strip().strip(".").strip()
+
+
+def gold_span(value: Any, where: str) -> tuple[float, float]:
     parts = literal_list(value)
-    if parts and isinstance(parts[0], list | tuple) or (parts and hasattr(parts[0], "tolist")):
-        parts = literal_list(parts[0])
-    if len(parts) != 2:
-        raise BenchmarkError(f"timelens: a gold span needs [start, end], got {value!r}")
-    return float(parts[0]), float(parts[1])
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except (TypeError, ValueError):
+        raise BenchmarkError(f"timelens: {where}: a gold span needs [start, end], got {value!r}") from None
 
 
 def load(ctx: LoadContext) -> Iterator[EvalItem]:
     for row in ctx.rows():
-        media_id, media = ctx.video(video_file(str(pick(row, "video", "video_path", "vid", "video_id"))))
-        yield EvalItem(
-            id=ctx.next_id(row, "id", "qid", "index"),
-            media_id=media_id,
-            media=media,
-            question=f"Query: {pick(row, 'query', 'sentence', 'caption', 'question')}",
-            span=gold_span(pick(row, "span", "timestamp", "timestamps", "gt", "answer")),
-            category=pick(row, "source", "dataset", default=Path(str(row.get("_file", ""))).stem or None),
-            extra={"duration": pick(row, "duration")},
-        )
+        source = Path(row["_file"]).stem.removesuffix(SUFFIX)
+        vid = row.get("_key")
+        where = f"{row['_file']} video {vid!r}"
+        spans, queries = literal_list(row.get("spans")), literal_list(row.get("queries"))
+        if vid is None or not spans or len(spans) != len(queries):
+            raise BenchmarkError(
+                f"timelens: {where}: expected a video id mapping to equally long 'spans' and 'queries', got "
+                f"{len(spans)} spans and {len(queries)} queries"
+            )
+        # The official loader appends ".mp4" to the id as it is (QVHighlights ids end in ".0").
+        media_id, media = ctx.video(f"{source}/{vid}.mp4", row=row)
+        for i, (span, query) in enumerate(zip(spans, queries, strict=True)):
+            yield EvalItem(
+                id=f"{source}/{vid}/{i}",
+                media_id=media_id,
+                media=media,
+                question=f"Query: {clean_query(str(query))}",
+                span=gold_span(span, f"{where} span {i}"),
+                category=source,
+                extra={"duration": row.get("duration")},
+            )
 
 
 TIMELENS = Benchmark(
@@ -54,9 +68,10 @@ TIMELENS = Benchmark(
     title="TimeLens-Bench",
     modality="video",
     data=DataSpec(
-        download=("HF dataset TencentARC/TimeLens-Bench: its annotation files and videos",),
-        layout="the annotation .json/.jsonl file(s) or their folder, with videos/ beside them",
+        download=("HF dataset TencentARC/TimeLens-Bench: the *-timelens.json files and video_shards/ (extracted)",),
+        layout="the download folder (or one *-timelens.json file), videos extracted into videos/<source>/",
         media_dir="videos",
+        layouts=(Layout("TencentARC/TimeLens-Bench", ("**/*-timelens.json",)),),
     ),
     load=load,
     metric=GROUNDING,

@@ -8,20 +8,15 @@ archives) or under ``--media-root video-mme=DIR``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
-from caprl.eval.benchmarks.base import Benchmark, LoadContext, literal_list, mcq_item
+from caprl.eval.benchmarks.base import Benchmark, LoadContext, literal_list, mcq_item, video_file
 from caprl.eval.data import DataSpec, pick
 from caprl.eval.types import EvalItem
 
 
-def video_file(name: str) -> str:
-    return name if Path(name).suffix else f"{name}.mp4"
-
-
 def load(ctx: LoadContext) -> Iterator[EvalItem]:
     for row in ctx.rows():
-        media_id, media = ctx.video(video_file(str(pick(row, "videoID", "video", "video_id"))))
+        media_id, media = ctx.video(video_file(str(pick(row, "videoID", "video", "video_id"))), row=row)
         yield mcq_item(
             id=ctx.next_id(row, "question_id", "index"),
             media_id=media_id,

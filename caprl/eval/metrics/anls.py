@@ -1,9 +1,16 @@
-"""ANLS (average normalised Levenshtein similarity), the InfographicVQA / DocVQA metric.
+"""ANLS (average normalised Levenshtein similarity), in the two variants the benchmarks' official code uses.
 
-For a prediction and its gold answers (both lower-cased, whitespace runs collapsed, ends stripped):
-``max over golds of (1 - NL if NL < tau else 0)`` with ``NL = edit distance / length of the longer string``.
-It agrees with the ``anls`` package (tests compare them on random pairs).
+Both lower-case the answers, collapse whitespace runs and strip the ends, then take the edit distance ``d`` between
+prediction and gold. They differ at the threshold and in the length ``d`` is divided by:
 
+- ``anls`` (InfographicVQA, as lmms-eval and VLMEvalKit score it, after Qwen-VL's script): ``NL = d / max(len(gold),
+  len(prediction))`` with the lengths of the strings *as given* (before normalisation), ``score = 1 - min over golds
+  of NL``, and 0 when that is below ``tau`` — so ``NL == 0.5`` exactly keeps 0.5 (``"ac"`` vs ``"ab"``).
+- ``anls_package`` (the ``anls`` package, which ChartQAPro's released script calls): ``NL = d / max`` of the
+  *normalised* lengths, per gold ``1 - NL`` when ``NL < tau`` else 0, the best gold. ``NL == 0.5`` scores 0.
+
+>>> anls("ac", ["ab"]), anls_package("ac", ["ab"])
+(0.5, 0.0)
 >>> anls("Tiger", ["tiger"]), anls("tigers", ["tiger"]), anls("cat", ["tiger"])
 (1.0, 0.8333333333333334, 0.0)
 """
@@ -32,15 +39,30 @@ def normalise(text: str) -> str:
     return " ".join(text.strip().lower().split())
 
 
-def similarity(prediction: str, gold: str, tau: float = TAU) -> float:
-    """``1 - NL`` when the normalised distance is below ``tau``, else 0 (inputs already normalised)."""
-    longest = max(len(prediction), len(gold))
-    nl = levenshtein(prediction, gold) / longest if longest else 0.0
-    return 1.0 - nl if nl < tau else 0.0
+def _nl(distance: int, a: str, b: str) -> float:
+    # Lengths of the upper-cased strings, as the official code takes them (they differ from len() for a few
+    # characters, e.g. "ß" -> "SS").
+    longest = max(len(a.upper()), len(b.upper()))
+    return distance / longest if longest else 0.0
 
 
 def anls(prediction: str, golds: Sequence[str], tau: float = TAU) -> float:
+    """InfographicVQA's ANLS as lmms-eval and VLMEvalKit compute it (see the module docstring)."""
     if not golds:
         raise ValueError("ANLS needs at least one gold answer")
     p = normalise(prediction)
-    return max(similarity(p, normalise(g), tau) for g in golds)
+    best = 1.0 - min(_nl(levenshtein(normalise(g), p), g, prediction) for g in golds)
+    return 0.0 if best < tau else best
+
+
+def anls_package(prediction: str, golds: Sequence[str], tau: float = TAU) -> float:
+    """ANLS as the ``anls`` package (``anls_score``) computes it (see the module docstring)."""
+    if not golds:
+        raise ValueError("ANLS needs at least one gold answer")
+    p = normalise(prediction)
+    scores = []
+    for gold in golds:
+        g = normalise(gold)
+        nl = _nl(levenshtein(p, g), p, g)
+        scores.append(1.0 - nl if nl < tau else 0.0)
+    return max(scores)

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from caprl.eval.metrics.anls import anls
+from caprl.eval.metrics.anls import anls_package
 
 MAX_RELATIVE_CHANGE = 0.05
 CHOICE_TYPES = ("Multi Choice", "Fact Checking")
@@ -64,7 +64,7 @@ def element_score(target: str, prediction: str, max_relative_change: float = MAX
         if tf == 0.0:
             return float(pf == 0.0)
         return float(abs(pf - tf) / abs(tf) <= max_relative_change)
-    return anls(p.lower(), [t.lower()])
+    return anls_package(p.lower(), [t.lower()])
 
 
 def chartqapro_score(

@@ -1,10 +1,13 @@
 """Temporal grounding (TimeLens-Bench): IoU of the predicted [start, end] with the gold one; R1@m and mIoU.
 
-R1@m is the share of questions whose first predicted span has IoU >= m with the gold span; mIoU their mean IoU.
-An answer with no span scores IoU 0.
+IoU is TimeLens's official formula: ``max(min(ends) - max(starts), 0) / (max(ends) - min(starts))``, the spans
+taken as given, so a reversed prediction (start after end) has IoU 0. R1@m is the share of questions whose
+predicted span has IoU >= m; mIoU their mean IoU. An answer with no span scores IoU 0.
 
 >>> iou((2.0, 6.0), (4.0, 8.0))
 0.3333333333333333
+>>> iou((8.0, 4.0), (4.0, 8.0))
+0.0
 """
 
 from __future__ import annotations
@@ -13,11 +16,9 @@ THRESHOLDS = (0.3, 0.5, 0.7)
 
 
 def iou(pred: tuple[float, float], gold: tuple[float, float]) -> float:
-    ps, pe = sorted(pred)
-    gs, ge = sorted(gold)
-    inter = max(0.0, min(pe, ge) - max(ps, gs))
-    union = max(pe, ge) - min(ps, gs)
-    return inter / union if union > 0 else float(ps == gs and pe == ge)
+    inter = max(min(pred[1], gold[1]) - max(pred[0], gold[0]), 0.0)
+    union = max(pred[1], gold[1]) - min(pred[0], gold[0])
+    return inter / union if union > 0 else 0.0
 
 
 def grounding_scores(pred: tuple[float, float] | None, gold: tuple[float, float]) -> dict[str, float]:

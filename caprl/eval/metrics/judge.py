@@ -1,17 +1,19 @@
 """LLM-judge scoring (MMVU open-ended questions, MMBench-Video) through any OpenAI-compatible chat endpoint.
 
-The judge sees the question, the reference answer and the reader's answer, and replies with a score. Its raw
-reply is stored next to the parsed score (``JudgeRecord``), so every verdict can be audited. With no judge
+The judge sees the question, the reference answer and the reader's whole answer (the judge extracts the final
+answer itself, as both benchmarks' official judges do), in the benchmark's own prompts, and replies with a score.
+Its raw reply is stored next to the parsed score (``JudgeRecord``), so every verdict can be audited. With no judge
 configured, scoring a benchmark that needs one raises ``JudgeNotConfigured``: there is no fallback to exact match.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from caprl.errors import CaprlError
 from caprl.eval.types import stable_id
@@ -37,52 +39,95 @@ class JudgeModel(Protocol):
 
 @dataclass(frozen=True)
 class JudgeSpec:
-    """A judging rubric: the prompt, the score range and how a reply is read."""
+    """A benchmark's judging protocol: the system prompt, the user message (``{question}``, ``{reference}``,
+    ``{answer}`` filled in), the score range and how the reply is read.
+
+    ``reply`` is ``"integer"`` (the whole reply is one integer in ``0..max_score``, as VLMEvalKit reads MMBench-Video
+    verdicts) or ``"json_correct"`` (a JSON object whose ``correct`` is a boolean, as MMVU's structured output).
+    The prompts are the benchmarks' own, word for word, so judged scores compare with published ones.
+    """
 
     name: str
-    instruction: str
+    system: str
+    user: str
     max_score: int
+    reply: Literal["integer", "json_correct"]
 
     @property
     def prompt_sha(self) -> str:
-        return stable_id(self.name, self.instruction, self.max_score)
+        return stable_id(self.name, self.system, self.user, self.max_score, self.reply)
 
     def messages(self, question: str, reference: str, answer: str) -> list[dict[str, str]]:
-        body = f"Question: {question}\nReference answer: {reference}\nCandidate answer: {answer}"
-        return [{"role": "system", "content": self.instruction}, {"role": "user", "content": body}]
+        body = self.user.format(question=question, reference=reference, answer=answer)
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": body}]
 
     def parse(self, reply: str) -> float | None:
-        """The score in the reply: the last ``Score: N`` (any case), else a reply that is just a number."""
-        found = re.findall(r"score\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)", reply, flags=re.I)
-        if not found:
-            bare = reply.strip().strip("*.").strip()
-            found = [bare] if re.fullmatch(r"\d+(?:\.\d+)?", bare) else []
-        if not found:
-            return None
-        value = float(found[-1])
-        return value if 0 <= value <= self.max_score else None
+        """The score in the reply, or None when it holds none (the caller counts it 0 and reports it)."""
+        text = _THINK.sub(" ", reply or "").strip()
+        if self.reply == "integer":
+            value = text.strip("*.` \n")
+            return float(value) if re.fullmatch(r"\d+", value) and int(value) <= self.max_score else None
+        found = _json_object(text)
+        correct = None if found is None else found.get("correct")
+        return float(correct) if isinstance(correct, bool) else None
 
 
-CORRECTNESS = JudgeSpec(
-    name="correctness-0-1",
-    instruction=(
-        "You grade answers to questions about a video. Compare the candidate answer with the reference answer. "
-        "The candidate is correct when it states the same answer as the reference (wording, units and formatting "
-        "may differ; an answer that hedges between several options is not correct). Reply with exactly one line: "
-        "'Score: 1' if the candidate is correct, 'Score: 0' if it is not."
+_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in the text (a reply may wrap it in a code fence or prose)."""
+    start = text.find("{")
+    while start != -1:
+        try:
+            obj, _ = json.JSONDecoder().raw_decode(text[start:])
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        return obj if isinstance(obj, dict) else None
+    return None
+
+
+# MMVU's open-ended judge (yale-nlp/MMVU, utils/eval_utils.py): its instruction and message layout, verbatim.
+MMVU_OPEN_ENDED = JudgeSpec(
+    name="mmvu-open-ended",
+    system=(
+        "Evaluate whether the model's final answer is correct by comparing it to the ground-truth answer provided "
+        "for the given question.\n\nYou should first extract the final answer from the model's response, and then "
+        "compare the extracted answer with the ground-truth answer to determine its accuracy.\n"
+        "The final answer generated by the model does not need to match the ground-truth answer word-for-word. "
+        "However, it should only be considered correct if it demonstrates the exact same technique or concept "
+        "explicitly and unambiguously equivalent to the ground-truth answer.\n"
+        "Output your response in the following structured format:\n"
+        "{\n"
+        '    "extracted_answer": // str value, the short final answer extracted from the model\'s response, do not '
+        "hallucinate one that is not present in the response\n"
+        '    "correct": // boolean value, True if the answer is correct, False otherwise\n'
+        "}\n"
     ),
+    user="Question: {question}\n\nGround Truth Answer: {reference}\n\nModel Response to the Question: {answer}",
     max_score=1,
+    reply="json_correct",
 )
 
-QUALITY_0_3 = JudgeSpec(
-    name="quality-0-3",
-    instruction=(
-        "You grade answers to questions about a video against a reference answer, on a scale of 0 to 3: "
-        "3 = fully correct and complete; 2 = mostly correct with minor omissions or inaccuracies; "
-        "1 = partly correct but with major errors or omissions; 0 = wrong, irrelevant or empty. "
-        "Reply with exactly one line: 'Score: N' with N in 0, 1, 2, 3."
+# MMBench-Video's judge (VLMEvalKit, vlmeval/dataset/utils/mmbench_video.py): system prompt and user template,
+# verbatim (the system prompt starts and ends with a newline there too).
+MMBENCH_VIDEO = JudgeSpec(
+    name="mmbench-video",
+    system=(
+        "\nAs an AI assistant, your task is to evaluate a candidate answer in comparison to a given correct answer.\n"
+        "The question itself, the correct 'groundtruth' answer, and the candidate answer will be provided to you.\n"
+        "Your assessment should range from 0 to 3, based solely on the semantic similarity between the groundtruth "
+        "and the candidate answer, disregarding any grammatical differences.\n"
+        "A rating of 0 suggests no similarity, implying the candidate answer is entirely incorrect.\n"
+        "A rating of 1 suggests low similarity, meaning the candidate answer is largely incorrect.\n"
+        "A rating of 2 suggests high similarity, meaning the candidate answer is largely correct.\n"
+        "Lastly, a rating of 3 indicates complete similarity, which means the candidate answer is entirely correct.\n"
+        "Your response should be a single integer from 0, 1, 2, or 3.\n"
     ),
+    user="Question: {question}\nGroundtruth answer: {reference}\nCandidate answer: {answer}\nYour response: ",
     max_score=3,
+    reply="integer",
 )
 
 
