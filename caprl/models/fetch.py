@@ -117,11 +117,13 @@ def fetch_model(
                         fetched_s=round(time.time() - started, 1),
                         **info,
                     )
-        except OSError as exc:
+        except FetchError:
+            raise
+        except Exception as exc:  # not only OSError: safetensors reports a full disk as a SafetensorError
             if is_disk_full(exc):
                 raise FetchError(
-                    f"the disk under {target.parent} is full ({exc.strerror}); fetching {name} needs about "
-                    f"{gib(_need(entry))} free (set CAPRL_CACHE to a larger disk)"
+                    f"the disk under {target.parent} is full ({getattr(exc, 'strerror', None) or exc}); fetching "
+                    f"{name} needs about {gib(_need(entry))} free (set CAPRL_CACHE to a larger disk)"
                 ) from exc
             raise
         if not keep_downloads:
