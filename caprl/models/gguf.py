@@ -121,6 +121,12 @@ def convert_gguf(
     }
 
 
+def _is_current(folder: Path, digest: str) -> bool:
+    """Whether ``folder`` holds a finished conversion of the file with sha256 ``digest`` by this conversion code."""
+    manifest = read_manifest(folder) or {}
+    return manifest.get("sha256") == digest and manifest.get("conversion_version") == CONVERSION_VERSION
+
+
 def gguf_model_dir(gguf: str | Path, *, cache: Path | None = None, progress: bool = True) -> Path:
     """The converted folder of a local ``.gguf`` file: made on first use under ``CACHE/gguf/<sha256>``."""
     from caprl.models.progress import transfer_progress
@@ -133,13 +139,11 @@ def gguf_model_dir(gguf: str | Path, *, cache: Path | None = None, progress: boo
         task = bar.add_task(f"hashing {gguf.name}", total=size)
         digest = sha256_file(gguf, on_bytes=lambda n: bar.advance(task, n))
         target = (cache or cache_root()) / "gguf" / digest[:24]
-        manifest = read_manifest(target)
-        if manifest and manifest.get("sha256") == digest and manifest.get("conversion_version") == CONVERSION_VERSION:
+        if _is_current(target, digest):
             return target
         with locked(target):
-            manifest = read_manifest(target)
-            if manifest and manifest.get("sha256") == digest:
-                return target
+            if _is_current(target, digest):
+                return target  # another process converted it while we waited
             conv = bar.add_task(f"converting {gguf.name} (dequantizing)", total=None, unit="tensors")
             with staged(target) as (stage, manifest):
                 info = convert_gguf(gguf, stage, on_tensor=lambda d, t: bar.update(conv, completed=d, total=t))

@@ -66,8 +66,16 @@ def staged(target: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
             shutil.rmtree(stage, ignore_errors=True)
 
 
+# How a full disk reads in errors that are not OSErrors: safetensors (the converted weights, the largest write)
+# raises SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)").
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "os error 28", "os error 122")
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """Whether ``exc`` says the disk (or the user's quota) is full: ENOSPC/EDQUOT, or a library error saying so."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(exc) for text in _DISK_FULL_TEXT)
 
 
 def free_bytes(folder: Path) -> int:

@@ -29,8 +29,10 @@ ProgressFn = Callable[[int, int, float], None]  # (step, total, loss)
 
 @dataclass(frozen=True)
 class SFTSettings:
-    level: str = "terse"
-    """Which reference caption to imitate (``terse`` ... ``exhaustive`` in the shapes world)."""
+    level: str | dict[str, float] = "terse"
+    """Which reference caption to imitate (``terse`` ... ``exhaustive`` in the shapes world), or a mixture
+    ``{level: weight}``: each example's level is drawn by weight every time it is picked, so the model learns to
+    write each level at about that rate for the same prompt."""
     steps: int = 150
     batch_size: int = 8
     lr: float = 1e-3
@@ -100,7 +102,8 @@ def sft_warmup(
     *,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``policy`` on ``data``'s reference captions at ``settings.level``; save to ``out_dir``.
+    """Fine-tune ``policy`` on ``data``'s reference captions at ``settings.level`` (one level or a mixture); save
+    to ``out_dir``.
 
     Returns a summary (steps, first and last loss, wall time).
     """
@@ -109,20 +112,28 @@ def sft_warmup(
     s = settings or SFTSettings()
     t0 = time.perf_counter()
     ds = read_dataset(data)
-    samples = [x for x in ds.samples if s.level in x.references]
+    mixture = {s.level: 1.0} if isinstance(s.level, str) else dict(s.level)
+    if not mixture or any(w < 0 for w in mixture.values()) or sum(mixture.values()) <= 0:
+        raise ValueError(f"SFT level weights must be non-negative with a positive sum, got {mixture}")
+    levels, weights = list(mixture), list(mixture.values())
+    samples = [x for x in ds.samples if all(lv in x.references for lv in levels)]
     if not samples:
-        raise ValueError(f"{data}: no sample has a {s.level!r} reference caption")
+        raise ValueError(f"{data}: no sample has reference captions at {', '.join(map(repr, levels))}")
     processor = AutoProcessor.from_pretrained(policy)
     model = AutoModelForImageTextToText.from_pretrained(policy, dtype=torch.float32)
     model.train()
     pad_id = processor.tokenizer.pad_token_id
     # Encode once: the media and captions do not change between steps.
-    examples = [encode_example(processor, x, load_media(x, ds.root), x.references[s.level]) for x in samples]
+    examples = []
+    for x in samples:
+        media = load_media(x, ds.root)
+        examples.append({lv: encode_example(processor, x, media, x.references[lv]) for lv in levels})
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     rng = random.Random(s.seed)
     losses: list[float] = []
     for step in range(1, s.steps + 1):
-        batch = collate(rng.sample(examples, min(s.batch_size, len(examples))), pad_id)
+        picked = rng.sample(examples, min(s.batch_size, len(examples)))
+        batch = collate([ex[rng.choices(levels, weights)[0]] for ex in picked], pad_id)
         loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

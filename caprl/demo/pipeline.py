@@ -1,0 +1,244 @@
+"""The CPU demo on the shapes world: does GRPO against the reader's accuracy make captions more useful?
+
+1. **World**: shapes-world training images and held-out images (exact MCQs, reference captions at four levels).
+2. **Models**: the tiny Qwen2.5-VL captioner (built from a config) and the real pretrained reader
+   (Qwen2.5-Coder-1.5B-Instruct from the package registry; fetched once, outside the demo's clock).
+3. **Warm-up**: supervised training on a mixture of reference levels weighted toward terse: a captioner that *can*
+   describe in detail but usually does not — what RL has to work with.
+4. **Reward service**: ``caprl reward serve`` with the reader, in its own process, as a real run would use it.
+5. **Before**: held-out M_Acc (``caprl.demo.evaluate``): k captions per image, every MCQ read from each caption.
+6. **GRPO** (``caprl train``, ``configs/demo-cpu.yaml``), rewards from the service.
+7. **After**: the same evaluation; the paired change with its 95% interval, by question kind; the trick checks;
+   the captions side by side; curves; ``summary.json`` with every figure and the wall time by stage.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo-cpu.yaml"
+
+
+@dataclass
+class DemoSettings:
+    out: Path = Path("runs/demo")
+    seed: int = 0
+    reader: str | None = None
+    """Catalog name, folder or .gguf file (default: the default catalog reader)."""
+    n_train: int = 200
+    n_heldout: int = 24
+    eval_k: int = 2
+    sft_mixture: dict[str, float] = field(default_factory=lambda: {"terse": 0.8, "detailed": 0.2})
+    sft_steps: int = 300
+    sft_lr: float = 3e-3
+    config: Path = DEMO_CONFIG
+    overrides: list[str] = field(default_factory=list)
+    """``key=value`` overrides of the GRPO config (e.g. ``optim.max_steps=20``)."""
+    max_new_tokens: int = 160
+
+
+class Clock:
+    """Wall time by stage."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+
+    def stage(self, name: str):
+        clock = self
+
+        class _Stage:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                clock.stages[name] = clock.stages.get(name, 0.0) + time.perf_counter() - self.start
+
+        return _Stage()
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self._t0
+
+
+Say = Callable[[str], None]
+
+
+def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dict[str, Any]:
+    """Run the demo; return (and write to ``OUT/summary.json``) every figure. ``ui`` gets progress callbacks."""
+    from caprl.data.io import read_dataset
+    from caprl.demo import evaluate as ev
+    from caprl.demo.sheet import write_html, write_png
+    from caprl.models import build_tiny_models
+    from caprl.models.catalog import DEFAULT_READER
+    from caprl.models.resolve import resolve_model
+    from caprl.plot import plot_run
+    from caprl.server import RewardClient
+    from caprl.server.process import ServiceProcess
+    from caprl.synth import generate_image_dataset
+    from caprl.train.config import load_config
+    from caprl.train.records import read_jsonl
+    from caprl.train.run import train
+    from caprl.train.sft import SFTSettings, sft_warmup
+
+    s = settings
+    out = Path(s.out)
+    out.mkdir(parents=True, exist_ok=True)
+    reader_dir = resolve_model(s.reader or DEFAULT_READER)  # a first fetch happens here, before the clock starts
+    clock = Clock()
+
+    with clock.stage("world"):
+        train_dir = generate_image_dataset(s.n_train, out / "shapes-train", seed=s.seed, progress=False)
+        eval_dir = generate_image_dataset(s.n_heldout, out / "shapes-heldout", seed=s.seed + 1000, progress=False)
+        train_ds, eval_ds = read_dataset(train_dir), read_dataset(eval_dir)
+        models = build_tiny_models(out / "models", seed=s.seed)
+    n_questions = sum(len(x.mcqs) for x in eval_ds.samples)
+    say(
+        f"{len(train_ds)} training and {len(eval_ds)} held-out images ({n_questions} held-out questions); "
+        f"captioner {models.captioner}; reader {reader_dir}"
+    )
+
+    with clock.stage("warm-up"):
+        sft = sft_warmup(
+            models.captioner,
+            train_dir,
+            out / "sft",
+            SFTSettings(level=dict(s.sft_mixture), steps=s.sft_steps, seed=s.seed, lr=s.sft_lr),
+            progress=ui.sft if ui else None,
+        )
+    say(f"warm-up on {s.sft_mixture}: loss {sft['first_loss']:.2f} -> {sft['last_loss']:.2f} in {sft['wall_s']} s")
+
+    with clock.stage("reward service start"):
+        service = ServiceProcess(reader_dir, ["--max-wait-ms", "5"], log_path=out / "reward_service.log").start()
+    say(f"reward service: caprl reward serve --reader {reader_dir} on {service.url}")
+    try:
+        client = RewardClient(service.url, timeout=1800.0)
+        cfg = load_config(
+            s.config,
+            [
+                f"run_dir={out / 'train'}",
+                f"data.train={train_dir}",
+                f"model.policy={out / 'sft'}",
+                f"reward.service={service.url}",
+                f"seed={s.seed}",
+                "checkpoint.resume=never",
+                *s.overrides,
+            ],
+        )
+
+        def score(items, options):
+            return client.score(items, options=options)
+
+        def evaluate(captioner_dir: Path, label: str) -> tuple[list[list[str]], dict[str, Any]]:
+            with clock.stage(f"eval {label}: captioning"):
+                caps = ev.caption_images(
+                    captioner_dir, eval_ds, k=s.eval_k, max_new_tokens=s.max_new_tokens, seed=s.seed,
+                    on_image=(lambda: ui.eval_image(label)) if ui else None,
+                )  # fmt: skip
+            with clock.stage(f"eval {label}: reading"):
+                main = ev.read(eval_ds, caps, score, seed=s.seed)
+                reshuffled = ev.read(eval_ds, caps, score, seed=ev.RESHUFFLE_SEED)
+            return caps, {"reading": main, "reshuffled": reshuffled}
+
+        if ui:
+            ui.eval_start("before", len(eval_ds))
+        before_caps, before = evaluate(out / "sft", "before")
+        say(f"before RL: M_Acc {before['reading'].m_acc():.3f}; e.g. “{before_caps[0][0]}”")
+        with clock.stage("eval: blind baseline"):
+            blind = ev.read(eval_ds, [[""] for _ in eval_ds.samples], score, seed=s.seed)
+
+        if (out / "train").exists():
+            shutil.rmtree(out / "train")  # the demo always trains from the warm-up
+        with clock.stage("GRPO"):
+            result = train(cfg)
+        if ui:
+            ui.eval_start("after", len(eval_ds))
+        after_caps, after = evaluate(result.final_dir, "after")
+        say(f"after RL: M_Acc {after['reading'].m_acc():.3f}; e.g. “{after_caps[0][0]}”")
+        client.close()
+    finally:
+        service.stop()
+
+    records = read_jsonl(out / "train" / "metrics.jsonl")
+    rewards = [r["reward_mean"] for r in records if r.get("reward_mean") is not None]
+    lengths = [r["caption_tokens_mean"] for r in records if r.get("caption_tokens_mean") is not None]
+    wait = sum(r["reward_wait_s"] for r in records)
+    step_s = sum(r["step_s"] for r in records)
+    pngs = plot_run(out / "train")
+
+    def per_caption(reading: ev.Reading) -> dict[tuple[str, int], tuple[int, int]]:
+        acc: dict[tuple[str, int], list[int]] = {}
+        for image, j, c in zip(reading.image, reading.caption, reading.correct, strict=True):
+            right_total = acc.setdefault((image, j), [0, 0])
+            right_total[0] += int(c)
+            right_total[1] += 1
+        return {key: (v[0], v[1]) for key, v in acc.items()}
+
+    sheet_html = write_html(
+        out / "captions.html",
+        eval_ds,
+        before_caps,
+        after_caps,
+        (per_caption(before["reading"]), per_caption(after["reading"])),
+        title=f"Held-out captions before and after GRPO (seed {s.seed})",
+    )
+    sheet_png = write_png(out / "captions.png", eval_ds, before_caps, after_caps)
+
+    change = ev.paired_change(before["reading"], after["reading"], seed=s.seed)
+    change_reshuffled = ev.paired_change(before["reshuffled"], after["reshuffled"], seed=s.seed)
+    stages = {k: round(v, 1) for k, v in clock.stages.items()}
+    stages["GRPO: reward wait"] = round(wait, 1)
+    stages["GRPO: policy (generation + update)"] = round(step_s - wait, 1)
+    blind_acc = blind.m_acc()
+    summary = {
+        "seed": s.seed,
+        "before": {**ev.summarise(before["reading"], s.seed), "mentions": ev.mentions(before_caps)},
+        "after": {**ev.summarise(after["reading"], s.seed), "mentions": ev.mentions(after_caps)},
+        "change_points": round(change["points"], 1),
+        "change_ci95_points": [round(x, 1) for x in change["ci95_points"]] if change["ci95_points"] else None,
+        "checks": {
+            "reshuffled_before": round(before["reshuffled"].m_acc(), 4),
+            "reshuffled_after": round(after["reshuffled"].m_acc(), 4),
+            "reshuffled_change_points": round(change_reshuffled["points"], 1),
+            "reshuffled_change_ci95_points": change_reshuffled["ci95_points"],
+            "blind_acc": round(blind_acc, 4),
+            "gain_over_blind_before_points": round(100 * (before["reading"].m_acc() - blind_acc), 1),
+            "gain_over_blind_after_points": round(100 * (after["reading"].m_acc() - blind_acc), 1),
+        },
+        "grpo": {
+            "steps": result.steps,
+            "reward_first5": round(sum(rewards[:5]) / max(1, len(rewards[:5])), 4) if rewards else None,
+            "reward_last5": round(sum(rewards[-5:]) / max(1, len(rewards[-5:])), 4) if rewards else None,
+            "caption_tokens_first5": round(sum(lengths[:5]) / max(1, len(lengths[:5])), 1) if lengths else None,
+            "caption_tokens_last5": round(sum(lengths[-5:]) / max(1, len(lengths[-5:])), 1) if lengths else None,
+            "reward_wait_share": round(wait / step_s, 4) if step_s else None,
+            "rewards": [round(r, 4) for r in rewards],
+        },
+        "wall_s_by_stage": stages,
+        "wall_s": round(clock.total, 1),
+        "warm_up": sft,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
+        "reader": str(reader_dir),
+        "n_train_images": len(train_ds),
+        "n_heldout_images": len(eval_ds),
+        "heldout_questions": n_questions,
+        "files": {
+            "captions_html": str(sheet_html),
+            "captions_png": str(sheet_png),
+            "reward_png": str(pngs[0]) if pngs else None,
+            "length_png": str(pngs[1]) if len(pngs) > 1 else None,
+            "metrics": str(out / "train" / "metrics.jsonl"),
+        },
+        "examples": [
+            {"image": x.id, "before": b[0], "after": a[0]}
+            for x, b, a in list(zip(eval_ds.samples, before_caps, after_caps, strict=True))[:3]
+        ],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
