@@ -64,7 +64,7 @@ def test_a_short_warmup_lowers_the_loss_and_saves_a_captioner(tiny_models, image
 
 
 def test_sparkline():
-    from caprl.demo import sparkline
+    from caprl.demo.cli import sparkline
 
     assert sparkline([0, 1, 2, 3]) == "▁▃▆█"
     assert len(sparkline(list(range(1000)), width=50)) == 50
