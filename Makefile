@@ -15,7 +15,7 @@ else
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: demo test test-all lint venv
+.PHONY: demo test test-all lint venv browser
 
 venv: $(STAMP)
 
@@ -28,11 +28,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/caprl demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+# The HTML report test renders a page in Debian's headless Chromium; install it where it is missing.
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium (the HTML report test renders in it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 # Everything, including tests marked slow (full learning runs).
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	CAPRL_SLOW=1 $(PY) -m pytest
 
 lint: $(STAMP)

