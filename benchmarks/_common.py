@@ -71,3 +71,30 @@ def matmul_flops(
     rates["combined"] = total_flops / sum(best_time[s] for s in shapes)
     rates["peak"] = max(v for key, v in rates.items() if key != "combined")
     return rates
+
+
+def packed_flops(model, token_ids, rows) -> dict[str, float]:
+    """Useful FLOPs of computing the reader's packed ``rows`` (``TransformersReader.plan``) for ``token_ids``:
+    ``2 * P_layer * L * T`` (linear layers over the T tokens computed) + ``4 * heads * head_dim * L * K``
+    (attention over the K visible (query, key) pairs: a token sees its node's ancestors and its own node up to
+    itself) + ``2 * hidden * vocab`` per answer (the lm_head). Norms, rotary embeddings and activations are not
+    counted."""
+    cfg = model.config
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    layer_params = sum(p.numel() for p in model.model.layers[0].parameters() if p.ndim == 2)
+    tokens = sum(len(r) for r in rows)
+    pairs = 0
+    for row in rows:
+        vis = row.visibility()
+        sizes = [row.seg.count(k) for k in range(len(row.parent))]
+        before = [sum(n for a, n in enumerate(sizes) if vis[k, a] and a != k) for k in range(len(sizes))]
+        offset: dict[int, int] = {}
+        for s in row.seg:
+            offset[s] = offset.get(s, 0) + 1
+            pairs += before[s] + offset[s]
+    n_layers = cfg.num_hidden_layers
+    linear = 2.0 * layer_params * n_layers * tokens
+    attention = 4.0 * cfg.num_attention_heads * head_dim * n_layers * pairs
+    head = 2.0 * cfg.hidden_size * cfg.vocab_size * len(token_ids)
+    total = linear + attention + head
+    return {"tokens": tokens, "linear": linear, "attention": attention, "lm_head": head, "total": total}

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks._common import machine, matmul_flops  # noqa: E402
+from benchmarks._common import machine, matmul_flops, packed_flops  # noqa: E402
 
 PREVIOUS = "8735725"
 """The last commit with the level-by-level prefix tree (KV copied between levels)."""
@@ -63,30 +63,6 @@ def previous_reader_class():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.TransformersReader
-
-
-def count_flops(model, token_ids, rows) -> float:
-    """Useful FLOPs of computing ``rows`` (caprl.readers.transformers.PackedRow), by the formula above."""
-    cfg = model.config
-    head_dim = cfg.hidden_size // cfg.num_attention_heads
-    layer_params = sum(p.numel() for p in model.model.layers[0].parameters() if p.ndim == 2)
-    tokens = sum(len(r) for r in rows)
-    pairs = 0
-    for row in rows:
-        vis = row.visibility()
-        sizes = [row.seg.count(k) for k in range(len(row.parent))]
-        # Keys a token sees: every token of its node's ancestors, then its own node's tokens up to itself.
-        seen_before = [sum(n for a, n in enumerate(sizes) if vis[k, a] and a != k) for k in range(len(sizes))]
-        offset: dict[int, int] = {}
-        for s in row.seg:
-            offset[s] = offset.get(s, 0) + 1
-            pairs += seen_before[s] + offset[s]
-    n_layers = cfg.num_hidden_layers
-    return (
-        2.0 * layer_params * n_layers * tokens
-        + 4.0 * cfg.num_attention_heads * head_dim * n_layers * pairs
-        + 2.0 * cfg.hidden_size * cfg.vocab_size * len(token_ids)
-    )
 
 
 def main() -> None:
@@ -158,7 +134,7 @@ def main() -> None:
                 packed = TransformersReader.from_model(model, tokenizer, share_prefix=variant != "plain")
                 if variant.startswith("packed-"):
                     packed.row_tokens = int(variant.split("-")[1])
-                flops = count_flops(model, token_ids, packed.plan(token_ids)) if variant != "levels" else None
+                flops = packed_flops(model, token_ids, packed.plan(token_ids))["total"] if variant != "levels" else None
                 row = {
                     "dtype": dtype_name,
                     "variant": variant,

@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks._common import machine, matmul_flops, timed  # noqa: E402
+from benchmarks._common import machine, matmul_flops, packed_flops, timed  # noqa: E402
 
 FIRST_LETTER = re.compile(r"[A-I]")
 
@@ -128,25 +128,8 @@ def caprl_style(model, tokenizer, prompts, *, temperature: float = 0.6, max_new_
 
 
 def useful_flops(reader, token_ids) -> dict[str, float]:
-    """FLOPs of path (b) by the formula in the module docstring, from the reader's own prefix trees."""
-    cfg = reader.model.config
-    head_dim = cfg.hidden_size // cfg.num_attention_heads
-    layer_params = sum(p.numel() for p in reader.model.model.layers[0].parameters() if p.ndim == 2)
-    tokens = pairs = 0
-
-    def count(start: int, n: int) -> None:  # n tokens at positions start.., each attending to itself and all before
-        nonlocal tokens, pairs
-        tokens += n
-        pairs += n * start + n * (n + 1) // 2
-
-    def walk(node) -> None:
-        for child in node.children:
-            count(child.start, len(child.tokens))
-            walk(child)
-
-    for root in reader.plan(token_ids):
-        walk(root)
-    return _flops(cfg, layer_params, head_dim, tokens, pairs, answers=len(token_ids))
+    """FLOPs of path (b) by the formula in the module docstring, from the reader's own packed rows."""
+    return packed_flops(reader.model, token_ids, reader.plan(token_ids))
 
 
 def caprl_flops(model, token_ids, new_tokens: int) -> dict[str, float]:
