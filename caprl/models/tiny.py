@@ -75,6 +75,25 @@ VIDEO_SIZE = {"shortest_edge": 56 * 56, "longest_edge": 168 * 168}
 
 
 @dataclass(frozen=True)
+class CaptionerVision:
+    """How the tiny captioner sees: the largest image side in pixels and the pixel normalisation.
+
+    ``SHAPES_VISION`` is the demo's: 84 px (the shapes world's 3x3 grid becomes exactly 3x3 visual tokens, one per
+    cell) and white mapped to 0, so the background adds nothing and a shape is the whole signal of its token.
+    Measured on 1-object images (lr 1e-3, batch 32): with the default (224 px, CLIP normalisation) visual tokens
+    differ by ~2% of their norm and held-out colour accuracy stayed at the majority level for 800 steps; with
+    these settings it reached 95% by step 800.
+    """
+
+    max_side: int = 224
+    image_mean: tuple[float, float, float] | None = None
+    image_std: tuple[float, float, float] | None = None
+
+
+SHAPES_VISION = CaptionerVision(max_side=84, image_mean=(1.0, 1.0, 1.0), image_std=(0.5, 0.5, 0.5))
+
+
+@dataclass(frozen=True)
 class TinyModels:
     """Where :func:`build_tiny_models` put things."""
 
@@ -147,10 +166,15 @@ def generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
     )
 
 
-def captioner_processor(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLProcessor:
-    """Processor with pixel budgets for 224 px images and 112-168 px video frames."""
+def captioner_processor(tokenizer: Qwen2Tokenizer, vision: CaptionerVision | None = None) -> Qwen2_5_VLProcessor:
+    """Processor with pixel budgets for 224 px images (or ``vision.max_side``) and 112-168 px video frames."""
+    vision = vision or CaptionerVision()
     grid = dict(patch_size=14, temporal_patch_size=2, merge_size=2)
-    images = Qwen2VLImageProcessor(size=dict(IMAGE_SIZE), **grid)
+    norm = {}
+    if vision.image_mean is not None:
+        norm = dict(image_mean=list(vision.image_mean), image_std=list(vision.image_std or (1.0, 1.0, 1.0)))
+    size = {"shortest_edge": IMAGE_SIZE["shortest_edge"], "longest_edge": vision.max_side**2}
+    images = Qwen2VLImageProcessor(size=size, **grid, **norm)
     # Frames arrive already sampled (caprl.data.media), so the processor keeps them all; the per-frame pixel cap
     # is the reference (qwen-vl-utils) behaviour and silences transformers' warning about it.
     videos = Qwen2VLVideoProcessor(size=dict(VIDEO_SIZE), do_sample_frames=False, cap_pixels_per_frame=True, **grid)
@@ -173,12 +197,17 @@ def n_params(model: torch.nn.Module) -> int:
 
 
 def build_tiny_models(
-    out_dir: str | Path, *, seed: int = 0, corpus: Iterable[str] | None = None, vocab_size: int = 2048
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    corpus: Iterable[str] | None = None,
+    vocab_size: int = 2048,
+    vision: CaptionerVision | None = None,
 ) -> TinyModels:
     """Build and save the tiny captioner and reader under ``out_dir/captioner`` and ``out_dir/reader``.
 
     ``seed`` fixes the weights; the tokenizer depends only on ``corpus`` (default: shapes-world text), so models
-    built with different seeds share token ids.
+    built with different seeds share token ids. ``vision`` sets the captioner's image size and normalisation.
     """
     root = Path(out_dir)
     captioner_dir, reader_dir = root / "captioner", root / "reader"
@@ -188,7 +217,7 @@ def build_tiny_models(
     captioner = _init(Qwen2_5_VLForConditionalGeneration, captioner_config(tokenizer), seed)
     captioner.generation_config = gen
     captioner.save_pretrained(captioner_dir)
-    captioner_processor(tokenizer).save_pretrained(captioner_dir)
+    captioner_processor(tokenizer, vision).save_pretrained(captioner_dir)
 
     reader = _init(Qwen2ForCausalLM, reader_config(tokenizer), seed)
     reader.generation_config = gen
