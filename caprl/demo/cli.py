@@ -36,10 +36,10 @@ class _UI:
         self.progress = progress
         self.tasks: dict[str, Any] = {}
 
-    def sft(self, step: int, total: int, loss: float) -> None:
-        if "sft" not in self.tasks:
-            self.tasks["sft"] = self.progress.add_task("warm-up", total=total)
-        self.progress.update(self.tasks["sft"], completed=step, description=f"warm-up (loss {loss:.2f})")
+    def sft(self, part: str, step: int, total: int, loss: float) -> None:
+        if part not in self.tasks:
+            self.tasks[part] = self.progress.add_task(f"warm-up: {part}", total=total)
+        self.progress.update(self.tasks[part], completed=step, description=f"warm-up: {part} (loss {loss:.2f})")
 
     def eval_start(self, label: str, n: int) -> None:
         self.tasks[label] = self.progress.add_task(f"captioning held-out images ({label} RL)", total=n)
@@ -116,7 +116,8 @@ def demo_command(
     n_train: int = typer.Option(DemoSettings.n_train, min=1, help="Shapes-world training images."),
     n_heldout: int = typer.Option(DemoSettings.n_heldout, min=2, help="Held-out images for before/after."),
     eval_k: int = typer.Option(DemoSettings.eval_k, min=1, help="Captions per held-out image (Prism uses 4)."),
-    sft_steps: int = typer.Option(DemoSettings.sft_steps, min=1, help="Supervised warm-up steps."),
+    ground_steps: int = typer.Option(DemoSettings.ground_steps, min=1, help="Warm-up steps on detailed captions."),
+    style_steps: int = typer.Option(DemoSettings.style_steps, min=1, help="Warm-up steps on the terse-heavy mix."),
     config: Path = typer.Option(DEMO_CONFIG, "--config", help="GRPO settings (a caprl train config)."),
     steps: int | None = typer.Option(None, min=1, help="GRPO steps [default: the config's optim.max_steps]."),
     set_: list[str] = typer.Option([], "--set", help="Override the GRPO config: --set optim.learning_rate=1e-3."),
@@ -141,7 +142,7 @@ def demo_command(
     overrides = [*([f"optim.max_steps={steps}"] if steps is not None else []), *set_]
     settings = DemoSettings(
         out=out, seed=seed, reader=reader, n_train=n_train, n_heldout=n_heldout, eval_k=eval_k,
-        sft_steps=sft_steps, config=config, overrides=overrides,
+        ground_steps=ground_steps, style_steps=style_steps, config=config, overrides=overrides,
     )  # fmt: skip
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
