@@ -116,7 +116,6 @@ def demo_command(
     n_train: int = typer.Option(DemoSettings.n_train, min=1, help="Shapes-world training images."),
     n_heldout: int = typer.Option(DemoSettings.n_heldout, min=2, help="Held-out images for before/after."),
     eval_k: int = typer.Option(DemoSettings.eval_k, min=1, help="Captions per held-out image (Prism uses 4)."),
-    ground_steps: int = typer.Option(DemoSettings.ground_steps, min=1, help="Warm-up steps on detailed captions."),
     style_steps: int = typer.Option(DemoSettings.style_steps, min=1, help="Warm-up steps on the terse-heavy mix."),
     config: Path = typer.Option(DEMO_CONFIG, "--config", help="GRPO settings (a caprl train config)."),
     steps: int | None = typer.Option(None, min=1, help="GRPO steps [default: the config's optim.max_steps]."),
@@ -142,7 +141,7 @@ def demo_command(
     overrides = [*([f"optim.max_steps={steps}"] if steps is not None else []), *set_]
     settings = DemoSettings(
         out=out, seed=seed, reader=reader, n_train=n_train, n_heldout=n_heldout, eval_k=eval_k,
-        ground_steps=ground_steps, style_steps=style_steps, config=config, overrides=overrides,
+        style_steps=style_steps, config=config, overrides=overrides,
     )  # fmt: skip
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console

