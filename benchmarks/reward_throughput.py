@@ -39,6 +39,7 @@ shapes weighted as one decoder layer uses them (best of the measurements taken b
 other work on a shared machine only lowers it).
 
 Usage: .venv/bin/python benchmarks/reward_throughput.py [--captions 32] [--repeats 2] [--threads 1] [--quick]
+       [--reader qwen2.5-coder-1.5b-instruct --dtype bfloat16]   (a real pretrained reader instead)
 On a shared machine ``--threads 1`` gives stable figures: with two threads, every op waits for whichever thread
 the scheduler parked (benchmarks/RESULTS.md). The last line printed is one JSON object with the figures.
 """
@@ -271,6 +272,8 @@ def report(res: dict, matmul: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--captions", type=int, default=32)
+    ap.add_argument("--reader", help="a real reader (catalog name, folder, .gguf) instead of the random-weight one")
+    ap.add_argument("--dtype", default="float32", help="with --reader: float32 | bfloat16")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
@@ -292,22 +295,34 @@ def main() -> None:
     from caprl.models import train_tokenizer
     from caprl.reward.prompt import PromptTemplate
 
-    tokenizer = train_tokenizer()
-    model = build_reader_model(
-        tokenizer,
-        hidden=args.hidden,
-        layers=args.layers,
-        intermediate=args.intermediate,
-        vocab=args.vocab,
-        seed=args.seed,
-    )
+    if args.reader:
+        # A real pretrained reader (catalog name, folder or .gguf), in the dtype the matmul reference uses.
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from caprl.models.resolve import resolve_model
+
+        folder = resolve_model(args.reader)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, args.dtype)).eval()
+    else:
+        tokenizer = train_tokenizer()
+        model = build_reader_model(
+            tokenizer,
+            hidden=args.hidden,
+            layers=args.layers,
+            intermediate=args.intermediate,
+            vocab=args.vocab,
+            seed=args.seed,
+        )
     n_params = sum(p.numel() for p in model.parameters())
     pairs = build_questions(args.captions, args.seed)
     caption_tokens = [len(tokenizer.encode(c)) for c in dict.fromkeys(c for c, _ in pairs)]
     print(f"machine: {machine()}")
+    c = model.config
     print(
-        f"reader: Qwen2, hidden {args.hidden}, {args.layers} layers, MLP {args.intermediate}, {args.vocab} vocabulary "
-        f"rows, {n_params / 1e6:.1f}M parameters (tokenizer: {len(tokenizer)} tokens)"
+        f"reader: {args.reader or 'random Qwen2'}: hidden {c.hidden_size}, {c.num_hidden_layers} layers, MLP "
+        f"{c.intermediate_size}, {c.vocab_size} vocabulary rows, {n_params / 1e6:.1f}M parameters, {model.dtype} "
+        f"(tokenizer: {len(tokenizer)} tokens)"
     )
     print(
         f"data: {args.captions} captions of {min(caption_tokens)}-{max(caption_tokens)} tokens "
@@ -321,11 +336,11 @@ def main() -> None:
     measured = []
 
     def measure_matmul() -> dict:
-        mm = matmul_flops(shapes)
+        mm = matmul_flops(shapes, dtype=model.dtype)
         measured.append(mm)
         print(
-            f"torch.matmul, fp32, {torch.get_num_threads()} threads, the model's linear shapes (M={m}) as one layer "
-            f"uses them: {mm['combined'] / 1e9:.1f} GFLOP/s (best shape {mm['peak'] / 1e9:.1f})",
+            f"torch.matmul, {model.dtype}, {torch.get_num_threads()} threads, the model's linear shapes (M={m}) as one "
+            f"layer uses them: {mm['combined'] / 1e9:.1f} GFLOP/s (best shape {mm['peak'] / 1e9:.1f})",
             flush=True,
         )
         return mm
