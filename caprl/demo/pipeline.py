@@ -20,7 +20,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +100,10 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
     out.mkdir(parents=True, exist_ok=True)
     # One-time costs, before the clock starts: the reader's first fetch, the captioner's first pretraining.
     reader_dir = resolve_model(s.reader or DEFAULT_READER)
-    seeing_seed = replace(s.seeing, seed=s.seed)
+    # The pretraining's own seed stays fixed across demo seeds: it stands for a pretrained base captioner, and
+    # the demo's seed varies everything after it (world, warm-up, GRPO, evaluation).
     t0 = time.perf_counter()
-    pretrained = seeing_captioner(seeing_seed, progress=(lambda *a: ui.sft("seeing (once)", *a)) if ui else None)
+    pretrained = seeing_captioner(s.seeing, progress=(lambda *a: ui.sft("seeing (once)", *a)) if ui else None)
     pretrain_s = time.perf_counter() - t0
     say(f"captioner pretrained to see the shapes world: {pretrained} ({pretrain_s:.0f} s; cached)")
     clock = Clock()
@@ -238,7 +239,7 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
         "wall_s_by_stage": stages,
         "wall_s": round(clock.total, 1),
         "warm_up": sft,
-        "pretraining": {"folder": str(pretrained), "settings": asdict(seeing_seed), "this_run_s": round(pretrain_s, 1)},
+        "pretraining": {"folder": str(pretrained), "settings": asdict(s.seeing), "this_run_s": round(pretrain_s, 1)},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
         "reader": str(reader_dir),
         "n_train_images": len(train_ds),
