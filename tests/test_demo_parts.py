@@ -69,6 +69,27 @@ def test_mentions_count_what_questions_ask_about(heldout):
     assert terse["position"] == 0.0 and terse["count"] == 0.0 and terse["words"] < m["words"]
 
 
+def test_facts_checks_each_stated_object_against_the_scene(heldout):
+    detailed = [[s.references["detailed"]] for s in heldout.samples]
+    right = ev.facts(heldout, detailed)
+    assert right["statements"] == sum(len(s.metadata["scene"]["objects"]) for s in heldout.samples)
+    assert right["cell_right"] == right["size_right"] == right["colour_right"] == right["shape_right"] == 1.0
+    assert right["total_right"] == 1.0 and right["label_right"] == 1.0
+    # Every colour swapped for another, and every count off by one: the cells stay right, the rest does not.
+    from caprl.synth.vocab import COLOUR_NAMES
+
+    def corrupt(text: str) -> str:
+        for a, b in zip(COLOUR_NAMES, COLOUR_NAMES[1:] + COLOUR_NAMES[:1], strict=True):
+            text = text.replace(f" {a} ", f" <{b}> ")
+        text = text.replace("<", "").replace(">", "")
+        return text.replace("There are ", "There are 1")
+
+    wrong = ev.facts(heldout, [[corrupt(c[0])] for c in detailed])
+    assert wrong["statements"] == right["statements"] and wrong["cell_right"] == 1.0
+    assert wrong["colour_right"] == 0.0 and wrong["total_right"] == 0.0
+    assert ev.facts(heldout, [[s.references["terse"]] for s in heldout.samples])["statements"] == 0
+
+
 def test_caption_sheets_show_images_and_both_captions(heldout, tmp_path):
     from caprl.demo.sheet import write_html, write_png
 

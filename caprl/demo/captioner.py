@@ -3,11 +3,12 @@
 RL reweights what a policy already samples, so the demo needs a captioner whose detailed captions are about the
 image in front of it. A tiny Qwen2.5-VL built from a config sees nothing at first; supervised training on the
 shapes world's detailed captions teaches it to name each object's cell, size, shape and colour (measured in
-docs/train.md). That costs about half an hour of a 2-core CPU and does not depend on anything the demo varies afterwards, so
-the result for the default settings ships with caprl (``caprl/demo/checkpoints/``, 8.5 MB, its manifest records
-the recipe, settings, losses and wall time) — the demo's own clock starts after it, with the short warm-up that
-sets the captioner's terse-heavy style. Other settings (or ``packaged=False``) train once and are kept under
-``$CAPRL_CACHE/demo/``; ``caprl demo --pretrain`` does that for the default settings, to reproduce the shipped one.
+docs/train.md). That costs about half an hour of a 2-core CPU and does not depend on anything the demo varies
+afterwards, so the result for the default settings ships with caprl (``caprl/demo/checkpoints/``, 8.5 MB; its
+manifest records the recipe, settings, losses and wall time) — the demo's own clock starts after it, with the
+short warm-up that sets the captioner's terse-heavy style. Other settings (or ``packaged=False``) train once and
+are kept under ``$CAPRL_CACHE/demo/``; ``caprl demo --pretrain`` retrains the default one that way, to reproduce
+the shipped checkpoint.
 
 >>> folder = seeing_captioner(SeeingSettings())   # the shipped checkpoint: instant
 """

@@ -39,7 +39,10 @@ class DemoSettings:
     n_heldout: int = 24
     eval_k: int = 1
     seeing: SeeingSettings = field(default_factory=SeeingSettings)
-    """The captioner's pretraining (``caprl.demo.captioner``): once per setting, cached, outside the clock."""
+    """The captioner's pretraining (``caprl.demo.captioner``): shipped for the defaults, else once per setting,
+    cached; outside the clock."""
+    shipped_captioner: bool = True
+    """Use the shipped pretrained captioner when it matches ``seeing``; False retrains it (into the cache)."""
     style_steps: int = 150
     """The warm-up: supervised on ``style_mixture``, which sets how often the captioner describes in detail."""
     style_mixture: dict[str, float] = field(default_factory=lambda: {"terse": 0.8, "detailed": 0.2})
@@ -103,9 +106,11 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
     # The pretraining's own seed stays fixed across demo seeds: it stands for a pretrained base captioner, and
     # the demo's seed varies everything after it (world, warm-up, GRPO, evaluation).
     t0 = time.perf_counter()
-    pretrained = seeing_captioner(s.seeing, progress=(lambda *a: ui.sft("seeing (once)", *a)) if ui else None)
+    pretrained = seeing_captioner(
+        s.seeing, packaged=s.shipped_captioner, progress=(lambda *a: ui.sft("seeing (once)", *a)) if ui else None
+    )
     pretrain_s = time.perf_counter() - t0
-    say(f"captioner pretrained to see the shapes world: {pretrained} ({pretrain_s:.0f} s; cached)")
+    say(f"captioner pretrained to see the shapes world: {pretrained} ({pretrain_s:.0f} s here)")
     clock = Clock()
 
     with clock.stage("world"):
@@ -214,8 +219,16 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
     blind_acc = blind.m_acc()
     summary = {
         "seed": s.seed,
-        "before": {**ev.summarise(before["reading"], s.seed), "mentions": ev.mentions(before_caps)},
-        "after": {**ev.summarise(after["reading"], s.seed), "mentions": ev.mentions(after_caps)},
+        "before": {
+            **ev.summarise(before["reading"], s.seed),
+            "mentions": ev.mentions(before_caps),
+            "facts": ev.facts(eval_ds, before_caps),
+        },
+        "after": {
+            **ev.summarise(after["reading"], s.seed),
+            "mentions": ev.mentions(after_caps),
+            "facts": ev.facts(eval_ds, after_caps),
+        },
         "change_points": round(change["points"], 1),
         "change_ci95_points": [round(x, 1) for x in change["ci95_points"]] if change["ci95_points"] else None,
         "checks": {
