@@ -104,3 +104,35 @@ def test_caption_sheets_show_images_and_both_captions(heldout, tmp_path):
     img = Image.open(write_png(tmp_path / "c.png", heldout, before, after))
     assert img.width > 500 and img.height >= 128 * len(heldout.samples)
     assert len(img.convert("RGB").getcolors(maxcolors=1 << 16)) > 10  # thumbnails and text, not a blank page
+
+
+def test_the_shipped_captioner_matches_the_default_settings_and_sees(heldout):
+    """The checkpoint shipped for the default settings is what those settings name, and it describes the image in
+    front of it (figures in its manifest: docs/train.md)."""
+    from caprl.demo import evaluate as ev
+    from caprl.demo.captioner import PACKAGED, SeeingSettings, folder_name, seeing_captioner
+    from caprl.models.store import read_manifest
+
+    folder = seeing_captioner(SeeingSettings())
+    assert folder.parent == PACKAGED and folder.name == folder_name(SeeingSettings())
+    manifest = read_manifest(folder)
+    assert manifest["settings"] == {"seed": 0, "n_images": 1000, "steps": 2000, "lr": 0.001, "batch_size": 32}
+    assert manifest["sft"]["steps"] == 2000
+    captions = ev.caption_images(folder, heldout, k=1, max_new_tokens=200, seed=0)
+    facts = ev.facts(heldout, captions)
+    assert facts["objects_per_caption"] >= 2 and facts["cell_right"] >= 0.9 and facts["size_right"] >= 0.9
+
+
+def test_other_settings_train_once_into_the_cache(tmp_path, monkeypatch):
+    import caprl.demo.captioner as cap
+
+    settings = cap.SeeingSettings(n_images=6, steps=2, batch_size=2)
+    folder = cap.seeing_captioner(settings, cache=tmp_path)
+    assert folder == tmp_path / "demo" / cap.folder_name(settings)
+    assert (folder / "model.safetensors").exists() and not (folder / "work").exists()
+    monkeypatch.setattr(cap, "_pretrain", lambda *a: (_ for _ in ()).throw(AssertionError("trained again")))
+    assert cap.seeing_captioner(settings, cache=tmp_path) == folder
+    # The shipped checkpoint is only taken for its own settings; packaged=False never takes it.
+    default = cap.SeeingSettings()
+    with pytest.raises(AssertionError, match="trained again"):
+        cap.seeing_captioner(default, cache=tmp_path, packaged=False)

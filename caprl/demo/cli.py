@@ -41,6 +41,12 @@ class _UI:
             self.tasks[part] = self.progress.add_task(f"warm-up: {part}", total=total)
         self.progress.update(self.tasks[part], completed=step, description=f"warm-up: {part} (loss {loss:.2f})")
 
+    def grpo(self, step: int, total: int, reward: float | None) -> None:
+        if "grpo" not in self.tasks:
+            self.tasks["grpo"] = self.progress.add_task("GRPO", total=total)
+        text = "GRPO" if reward is None else f"GRPO (reward {reward:.2f})"
+        self.progress.update(self.tasks["grpo"], completed=step, description=text)
+
     def eval_start(self, label: str, n: int) -> None:
         self.tasks[label] = self.progress.add_task(f"captioning held-out images ({label} RL)", total=n)
 

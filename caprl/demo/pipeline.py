@@ -81,6 +81,18 @@ class Clock:
 Say = Callable[[str], None]
 
 
+def _StepProgress(ui: Any) -> Any:  # noqa: N802 (builds a TrainerCallback subclass lazily: transformers is heavy)
+    """GRPO steps into the demo's own progress display, with the step's mean reward."""
+    from transformers import TrainerCallback
+
+    class StepProgress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            reward = (logs or {}).get("reward")
+            ui.grpo(state.global_step, state.max_steps, reward)
+
+    return StepProgress()
+
+
 def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dict[str, Any]:
     """Run the demo; return (and write to ``OUT/summary.json``) every figure. ``ui`` gets progress callbacks."""
     from caprl.data.io import read_dataset
@@ -177,7 +189,7 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
         if (out / "train").exists():
             shutil.rmtree(out / "train")  # the demo always trains from the warm-up
         with clock.stage("GRPO"):
-            result = train(cfg)
+            result = train(cfg, callbacks=[_StepProgress(ui)] if ui else None, progress_bar=ui is None)
         if ui:
             ui.eval_start("after", len(eval_ds))
         after_caps, after = evaluate(result.final_dir, "after")

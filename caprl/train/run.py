@@ -203,7 +203,7 @@ def save_final(trainer: Any, out: Path) -> Path:
     return out
 
 
-def build_trainer(cfg: TrainConfig, scorer: Scorer, callbacks: list[Any] | None = None):
+def build_trainer(cfg: TrainConfig, scorer: Scorer, callbacks: list[Any] | None = None, *, progress_bar: bool = True):
     """The trainer for ``cfg`` (the model loaded, media and reward wired); :func:`train` runs it."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.integrations import TensorBoardCallback
@@ -251,17 +251,24 @@ def build_trainer(cfg: TrainConfig, scorer: Scorer, callbacks: list[Any] | None 
         train_data=data,
         advantage=cfg.algorithm.advantage,
     )
-    if not cfg.logging.print_logs:
+    if not cfg.logging.print_logs or not progress_bar:
         from transformers.trainer_callback import ProgressCallback
 
-        if trainer.pop_callback(ProgressCallback) is not None:
+        if trainer.pop_callback(ProgressCallback) is not None and progress_bar:
             trainer.add_callback(QuietProgress)
     return trainer
 
 
-def train(cfg: TrainConfig, *, scorer: Scorer | None = None, callbacks: list[Any] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    *,
+    scorer: Scorer | None = None,
+    callbacks: list[Any] | None = None,
+    progress_bar: bool = True,
+) -> TrainResult:
     """Run (or resume) a training run; returns where the weights went. A reward failure raises. A run that is
-    complete already (``final/`` has ``optim.max_steps`` steps) returns at once with ``complete_before``."""
+    complete already (``final/`` has ``optim.max_steps`` steps) returns at once with ``complete_before``.
+    ``progress_bar=False`` leaves the step bar to the caller (e.g. a callback in ``callbacks``)."""
     t0 = time.perf_counter()
     resume = resolve_resume(cfg)
     done = complete_steps(cfg.run_dir, cfg.optim.max_steps, cfg.checkpoint.resume)
@@ -274,7 +281,7 @@ def train(cfg: TrainConfig, *, scorer: Scorer | None = None, callbacks: list[Any
     own = scorer is None
     scorer = scorer or make_scorer(cfg.reward)
     try:
-        trainer = build_trainer(cfg, scorer, callbacks)
+        trainer = build_trainer(cfg, scorer, callbacks, progress_bar=progress_bar)
         trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         steps = trainer.state.global_step
         final = save_final(trainer, cfg.run_dir / FINAL)
