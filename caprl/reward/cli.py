@@ -45,6 +45,24 @@ Modality = Literal["image", "video"]
 SHOW_SKIPPED = 5
 PRESET_HELP = "Start from a named reward setting: caprl (CapRL++'s servers) | caprl-v1; flags given override it."
 
+# Reward flags that `score` and `serve` share: one definition, the same name and meaning in both.
+BACKEND = typer.Option(None, help="Reader backend (default: from --reader).")
+MODEL = typer.Option(None, help="Model name to request from an OpenAI-compatible server.")
+PRESET = typer.Option(None, help=PRESET_HELP)
+MODE = typer.Option(None, help="hard (chosen letter is gold; default) | soft | blind_gain.")
+N_QUESTIONS = typer.Option(None, "--n", min=1, help="Questions per caption, drawn with replacement (default: all).")
+READ_PATH = typer.Option(None, help="score (letter probabilities; default) | generate (parsed).")
+PROMPT = typer.Option(None, help="default | caprl (CapRL's layout, examples, lead-in).")
+ANSWER_PARSE = typer.Option(None, help="Generate path: robust (default) | first_letter (CapRL).")
+TEMPERATURE = typer.Option(None, help="Temperature of the sampled answer (default 0.6).")
+SHUFFLE = typer.Option(None, "--shuffle/--no-shuffle", help="Shuffle the options (default; --no-shuffle: as given).")
+UNANSWERABLE = typer.Option(
+    None, "--unanswerable/--no-unanswerable", help="Append the 'cannot be answered' option (default; CapRL does)."
+)
+LENGTH_TOKENIZER = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's).")
+TIMESTAMP_WEIGHT = typer.Option(None, help="Weight of the video timestamp-format term.")
+SEED = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0).")
+
 
 def reward_config(preset: str | None, **flags: object):
     """The reward config of ``preset`` (None: caprl's defaults) with the flags that were given (None: not given).
@@ -70,30 +88,22 @@ def score_command(
     captions: Path = typer.Option(..., "--captions", help='jsonl of {"id": SAMPLE_ID, "caption": TEXT} rows.'),
     reader: str = typer.Option(..., "--reader", help="Reader model id/path, or an OpenAI-compatible server URL."),
     out: Path = typer.Option(..., "--out", help="Output jsonl (appended; re-runs skip captions already scored)."),
-    backend: BackendName | None = typer.Option(None, help="Reader backend (default: from --reader)."),
-    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
-    preset: Preset | None = typer.Option(None, help=PRESET_HELP),
-    mode: Mode | None = typer.Option(None, help="hard (chosen letter is gold; default) | soft | blind_gain."),
-    n: int | None = typer.Option(
-        None, "--n", min=1, help="Questions per caption, drawn with replacement (default: all)."
-    ),
-    path: ReadPath | None = typer.Option(None, help="score (letter probabilities; default) | generate (parsed)."),
-    prompt: PromptName | None = typer.Option(None, help="default | caprl (CapRL's layout, examples, lead-in)."),
-    answer_parse: AnswerParse | None = typer.Option(
-        None, help="Generate path: robust (default) | first_letter (CapRL)."
-    ),
-    temperature: float | None = typer.Option(None, help="Temperature of the sampled answer (default 0.6)."),
-    shuffle: bool | None = typer.Option(
-        None, "--shuffle/--no-shuffle", help="Shuffle the options (default; --no-shuffle: as given)."
-    ),
-    unanswerable: bool | None = typer.Option(
-        None, "--unanswerable/--no-unanswerable", help="Append the 'cannot be answered' option (default; CapRL does)."
-    ),
+    backend: BackendName | None = BACKEND,
+    model: str | None = MODEL,
+    preset: Preset | None = PRESET,
+    mode: Mode | None = MODE,
+    n: int | None = N_QUESTIONS,
+    path: ReadPath | None = READ_PATH,
+    prompt: PromptName | None = PROMPT,
+    answer_parse: AnswerParse | None = ANSWER_PARSE,
+    temperature: float | None = TEMPERATURE,
+    shuffle: bool | None = SHUFFLE,
+    unanswerable: bool | None = UNANSWERABLE,
     qa_weight: float | None = typer.Option(None, help="Weight of the mean QA score (default 1; CapRL v1: 2)."),
     length_weight: float | None = typer.Option(None, help="Weight of the length term (needs --length-tokenizer)."),
-    length_tokenizer: str | None = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's)."),
-    timestamp_weight: float | None = typer.Option(None, help="Weight of the video timestamp-format term."),
-    seed: int | None = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0)."),
+    length_tokenizer: str | None = LENGTH_TOKENIZER,
+    timestamp_weight: float | None = TIMESTAMP_WEIGHT,
+    seed: int | None = SEED,
     batch_size: int = typer.Option(32, min=1, help="Captions per engine call."),
 ) -> None:
     """Score CAPTIONS against the MCQs in DATA with a text-only reader; write one result per caption.
@@ -171,37 +181,30 @@ def serve_command(
         "--reader",
         help="Reader model id/path, or an OpenAI-compatible server URL (QA items; optional with --judge).",
     ),
-    backend: BackendName | None = typer.Option(None, help="Reader backend (default: from --reader)."),
-    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
+    backend: BackendName | None = BACKEND,
+    model: str | None = MODEL,
     device: str | None = typer.Option(None, help="Device of a transformers reader (cuda, cuda:1, cpu; default: best)."),
-    preset: Preset | None = typer.Option(None, help=PRESET_HELP),
-    mode: Mode | None = typer.Option(None, help="hard (chosen letter is gold; default) | soft | blind_gain."),
-    n: int | None = typer.Option(
-        None, "--n", min=1, help="Questions per caption, drawn with replacement (default: all)."
-    ),
-    path: ReadPath | None = typer.Option(None, help="score (letter probabilities; default) | generate (parsed)."),
-    prompt: PromptName | None = typer.Option(None, help="default | caprl (CapRL's layout, examples, lead-in)."),
-    answer_parse: AnswerParse | None = typer.Option(
-        None, help="Generate path: robust (default) | first_letter (CapRL)."
-    ),
-    temperature: float | None = typer.Option(None, help="Temperature of the sampled answer (default 0.6)."),
-    shuffle: bool | None = typer.Option(
-        None, "--shuffle/--no-shuffle", help="Shuffle the options (default; --no-shuffle: as given)."
-    ),
-    unanswerable: bool | None = typer.Option(
-        None, "--unanswerable/--no-unanswerable", help="Append the 'cannot be answered' option (default; CapRL does)."
-    ),
+    preset: Preset | None = PRESET,
+    mode: Mode | None = MODE,
+    n: int | None = N_QUESTIONS,
+    path: ReadPath | None = READ_PATH,
+    prompt: PromptName | None = PROMPT,
+    answer_parse: AnswerParse | None = ANSWER_PARSE,
+    temperature: float | None = TEMPERATURE,
+    shuffle: bool | None = SHUFFLE,
+    unanswerable: bool | None = UNANSWERABLE,
     qa_weight: float | None = typer.Option(
         None, help="Weight of the mean QA score (default 1; 2 gives CapRL v1's rewards, 0-2)."
     ),
     length_weight: float | None = typer.Option(
         None, help="Weight of the length term (items send caption_tokens, or give --length-tokenizer)."
     ),
-    length_tokenizer: str | None = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's)."),
-    timestamp_weight: float | None = typer.Option(None, help="Weight of the video timestamp-format term."),
-    seed: int | None = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0)."),
+    length_tokenizer: str | None = LENGTH_TOKENIZER,
+    timestamp_weight: float | None = TIMESTAMP_WEIGHT,
+    seed: int | None = SEED,
     modality: Modality = typer.Option(
-        "image", help="What /get_reward prompts describe (CapRL++'s --task): image | video (prompt wording, and "
+        "image",
+        help="What /get_reward prompts describe (CapRL++'s --task): image | video (prompt wording, and "
         "the timestamp term there).",
     ),  # fmt: skip
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),
@@ -211,9 +214,7 @@ def serve_command(
     api_key_env: str | None = typer.Option(
         None, help="Name of an environment variable holding a bearer token that every request must carry."
     ),
-    max_batch: int = typer.Option(
-        64, min=1, help="Items per engine call: requests are coalesced up to this many."
-    ),
+    max_batch: int = typer.Option(64, min=1, help="Items per engine call: requests are coalesced up to this many."),
     max_wait_ms: float = typer.Option(5.0, min=0.0, help="How long an idle engine waits for a batch to fill."),
     max_pending: int = typer.Option(
         4096, min=1, help="Items in flight (queued or scoring); beyond it: 503 + Retry-After."
