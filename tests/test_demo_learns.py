@@ -33,7 +33,10 @@ def test_held_out_m_acc_rises_by_ten_points_with_the_interval_above_zero(summary
     lo, hi = summary["change_ci95_points"]
     assert summary["change_points"] >= 10.0, summary["change_points"]
     assert lo > 0.0
-    assert summary["after"]["m_acc"] - summary["before"]["m_acc"] == pytest.approx(summary["change_points"] / 100)
+    # change_points is rounded to 0.1 point in summary.json
+    assert 100 * (summary["after"]["m_acc"] - summary["before"]["m_acc"]) == pytest.approx(
+        summary["change_points"], abs=0.051
+    )
 
 
 def test_the_gain_is_information_not_a_trick(summary):
