@@ -117,6 +117,32 @@ def test_rows_split_a_tree_and_repeat_only_the_ancestors_they_need(reader, queri
     _assert_same(scores, one_at_a_time)
 
 
+def test_merged_rows_fill_a_forward_and_keep_each_prompt_apart(reader, queries, one_at_a_time):
+    from caprl.readers.transformers import merge_rows
+
+    token_ids = reader.encode([q.messages for q in queries])
+    saved = reader.row_tokens
+    reader.row_tokens = 200
+    try:
+        rows = reader.plan(token_ids)
+        merged = merge_rows(rows, 400)
+        scores = reader.score_letters(queries)
+    finally:
+        reader.row_tokens = saved
+    # Fewer, fuller rows: the same tokens, less padding when they are batched.
+    assert len(merged) < len(rows) and all(len(m) <= 400 for m in merged)
+    assert sum(map(len, merged)) == sum(map(len, rows))
+    padded = lambda rs: len(rs) * max(map(len, rs))  # noqa: E731
+    assert padded(merged) < padded(rows)
+    for row in merged:
+        vis = row.visibility()
+        for position, q in row.keep:
+            seen = [row.ids[j] for j in range(position + 1) if vis[row.seg[position], row.seg[j]]]
+            assert seen == token_ids[q]
+    assert sorted(q for row in merged for _, q in row.keep) == list(range(len(queries)))
+    _assert_same(scores, one_at_a_time)
+
+
 @pytest.mark.parametrize(
     ("share", "rows", "row_tokens"),
     [(True, 1, 64), (True, 7, 300), (True, None, 1024), (False, 1, 0), (False, None, 0)],
