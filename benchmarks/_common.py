@@ -50,20 +50,26 @@ def matmul_flops(
     best_time: dict[tuple[int, int, int], float] = {}
     for shape in dict.fromkeys(shapes):
         m, k, n = shape
-        a = torch.randn(m, k, dtype=dtype)
-        b = torch.randn(k, n, dtype=dtype)
-        torch.matmul(a, b)
+        if dtype == torch.int8:  # int8 x int8 -> int32, the product caprl's int8 readers compute
+            a = torch.randint(-127, 128, (m, k), dtype=torch.int8)
+            b = torch.randint(-127, 128, (k, n), dtype=torch.int8)
+            op = torch._int_mm
+        else:
+            a = torch.randn(m, k, dtype=dtype)
+            b = torch.randn(k, n, dtype=dtype)
+            op = torch.matmul
+        op(a, b)
         start = time.perf_counter()
         reps = 0
         while time.perf_counter() - start < 0.2:
-            torch.matmul(a, b)
+            op(a, b)
             reps += 1
         per_round = max(1, int(reps * seconds / 0.2 / 3))
         best = float("inf")
         for _ in range(3):
             start = time.perf_counter()
             for _ in range(per_round):
-                torch.matmul(a, b)
+                op(a, b)
             best = min(best, (time.perf_counter() - start) / per_round)
         best_time[shape] = best
     rates = {f"{m}x{k}x{n}": 2.0 * m * k * n / t for (m, k, n), t in best_time.items()}
@@ -81,7 +87,9 @@ def packed_flops(model, token_ids, rows) -> dict[str, float]:
     counted."""
     cfg = model.config
     head_dim = cfg.hidden_size // cfg.num_attention_heads
-    layer_params = sum(p.numel() for p in model.model.layers[0].parameters() if p.ndim == 2)
+    layer = model.model.layers[0]
+    layer_params = sum(p.numel() for p in layer.parameters() if p.ndim == 2)
+    layer_params += sum(b.numel() for name, b in layer.named_buffers() if name.endswith("weight_int8"))
     tokens = sum(len(r) for r in rows)
     pairs = 0
     for row in rows:

@@ -10,9 +10,13 @@ Variants (each a full pass over the workload; the model is loaded once per dtype
 - ``packed``: the current reader: the prompts' prefix tree packed into rows under one tree mask (row_tokens 1024).
 - ``packed-512`` / ``packed-2048``: other row lengths.
 - ``plain``: no prefix sharing (every prompt its own right-padded row).
-- ``levels``: the previous reader (prefix tree computed level by level, each level's KV copied into the next),
-  loaded from git history (commit ``PREVIOUS``), when the repository is a git checkout.
-in float32 and bfloat16 (``--dtypes``), with ``--threads`` intra-op threads.
+- ``levels``: the reader before packing (prefix tree computed level by level, each level's KV copied into the
+  next), loaded from git history (commit ``PREVIOUS``), when the repository is a git checkout.
+- ``unmerged``: the packed reader as of commit ``UNMERGED`` (before rows were merged into full forwards and the
+  shared template kept across calls), from git history likewise.
+in float32, bfloat16 and int8 (``--dtypes``; int8: the float32 model with its decoder linears converted by
+``caprl.readers.int8``), with ``--threads`` intra-op threads. An int8 row's matmul rate is ``torch._int_mm``'s
+on the same shapes (int8 x int8 -> int32).
 
 Useful FLOPs, as in benchmarks/reward_throughput.py: ``2 * P_layer * L * T`` (linear layers over the T tokens a
 variant computes) + ``4 * heads * head_dim * L * K`` (attention over the K visible (query, key) pairs) + the
@@ -43,23 +47,26 @@ from benchmarks._common import machine, matmul_flops, packed_flops  # noqa: E402
 
 PREVIOUS = "8735725"
 """The last commit with the level-by-level prefix tree (KV copied between levels)."""
+UNMERGED = "3cb16e2"
+"""The last commit whose packed rows were batched as they came (padded to the longest) and recomputed the
+template in every row."""
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def previous_reader_class():
-    """``TransformersReader`` as of commit PREVIOUS, imported from git history (None outside a git checkout)."""
+def previous_reader_class(commit: str = PREVIOUS):
+    """``TransformersReader`` as of ``commit``, imported from git history (None outside a git checkout)."""
     try:
         source = subprocess.run(
-            ["git", "-C", str(ROOT), "show", f"{PREVIOUS}:caprl/readers/transformers.py"],
+            ["git", "-C", str(ROOT), "show", f"{commit}:caprl/readers/transformers.py"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    path = Path(tempfile.mkdtemp()) / "previous_reader.py"
+    path = Path(tempfile.mkdtemp()) / f"reader_{commit}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("previous_reader", path)
+    spec = importlib.util.spec_from_file_location(f"reader_{commit}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.TransformersReader
@@ -70,8 +77,8 @@ def main() -> None:
     ap.add_argument("--reader", default="qwen2.5-coder-1.5b-instruct")
     ap.add_argument("--items", type=int, default=4, help="held-out items (6-8 questions each)")
     ap.add_argument("--levels", default="exhaustive,terse")
-    ap.add_argument("--dtypes", default="float32,bfloat16")
-    ap.add_argument("--variants", default="packed,packed-512,packed-2048,plain,levels")
+    ap.add_argument("--dtypes", default="float32,bfloat16,int8")
+    ap.add_argument("--variants", default="packed,unmerged,packed-512,packed-2048,plain,levels")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -92,12 +99,18 @@ def main() -> None:
     items = check_items(args.items)
     levels = args.levels.split(",")
     previous = previous_reader_class() if "levels" in args.variants else None
+    unmerged = previous_reader_class(UNMERGED) if "unmerged" in args.variants else None
     print(f"machine: {machine()}")
     print(f"reader: {folder}; {args.items} items; levels {levels}", flush=True)
     results = []
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32 if dtype == torch.int8 else dtype)
+        model.eval()
+        if dtype == torch.int8:
+            from caprl.readers.int8 import quantize_linear_int8
+
+            quantize_linear_int8(model)
         cfg = model.config
         h, f = cfg.hidden_size, cfg.intermediate_size
         kv = cfg.num_key_value_heads * (h // cfg.num_attention_heads)
@@ -105,11 +118,12 @@ def main() -> None:
         mm = matmul_flops(shapes, dtype=dtype)["combined"]
         print(f"[{dtype_name}] matmul on the model's shapes: {mm / 1e9:.1f} GFLOP/s", flush=True)
         for variant in args.variants.split(","):
-            if variant == "levels":
-                if previous is None:
-                    print("  levels: skipped (no git history)")
+            if variant in ("levels", "unmerged"):
+                cls = previous if variant == "levels" else unmerged
+                if cls is None:
+                    print(f"  {variant}: skipped (no git history)")
                     continue
-                reader = previous.from_model(model, tokenizer, name=variant)
+                reader = cls.from_model(model, tokenizer, name=variant)
             else:
                 options = {"share_prefix": variant != "plain"}
                 if variant.startswith("packed-"):
@@ -134,7 +148,10 @@ def main() -> None:
                 packed = TransformersReader.from_model(model, tokenizer, share_prefix=variant != "plain")
                 if variant.startswith("packed-"):
                     packed.row_tokens = int(variant.split("-")[1])
-                flops = packed_flops(model, token_ids, packed.plan(token_ids))["total"] if variant != "levels" else None
+                # What the variant computes: the current reader leaves out the template it keeps across calls.
+                kept = packed._cached_prefix(token_ids) if variant.startswith("packed") else None
+                plan = packed.plan(token_ids, prefix_tokens=len(kept[0]) if kept else 0)
+                flops = packed_flops(model, token_ids, plan)["total"] if variant != "levels" else None
                 row = {
                     "dtype": dtype_name,
                     "variant": variant,

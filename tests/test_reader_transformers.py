@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -141,6 +142,34 @@ def test_merged_rows_fill_a_forward_and_keep_each_prompt_apart(reader, queries, 
             assert seen == token_ids[q]
     assert sorted(q for row in merged for _, q in row.keep) == list(range(len(queries)))
     _assert_same(scores, one_at_a_time)
+
+
+def test_the_shared_template_is_computed_once_and_kept_across_calls(reader, queries, one_at_a_time):
+    templated = queries[:-1]  # every one of these starts with the chat template and the reward instruction
+    token_ids = reader.encode([q.messages for q in templated])
+    saved = reader.row_tokens
+    reader._prefix = None
+    reader.row_tokens = 200  # several rows, each of which would otherwise start with the template
+    try:
+        first = reader.score_letters(templated[:7])  # one caption's questions: the prefix runs into the caption
+        kept_first = reader._prefix[0]
+        everything = reader.score_letters(templated)  # other captions: the kept prefix shrinks to the template
+        kept = reader._prefix[0]
+        again = reader.score_letters(templated[7:])  # reused as it is
+        assert reader._prefix[0] == kept
+        # A call that shares less than the cache holds (a prompt without the instruction) computes in full.
+        mixed = reader.score_letters(queries)
+    finally:
+        reader.row_tokens = saved
+    shared = len(os.path.commonprefix([tuple(t) for t in token_ids]))
+    assert len(kept) == shared >= 16 and len(kept_first) > shared
+    assert sum(map(len, reader.plan(token_ids, prefix_tokens=len(kept)))) == sum(
+        map(len, reader.plan(token_ids))
+    ) - len(kept) * len(reader.plan(token_ids))  # each row's copy of the template is gone
+    _assert_same(first, one_at_a_time[:7])
+    _assert_same(everything, one_at_a_time[:-1])
+    _assert_same(again, one_at_a_time[7:-1])
+    _assert_same(mixed, one_at_a_time)
 
 
 @pytest.mark.parametrize(

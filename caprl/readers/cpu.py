@@ -1,9 +1,14 @@
-"""The float type a reader computes in on CPU.
+"""What a reader computes in on CPU: bfloat16, int8 or float32, chosen by the CPU's features.
 
-bfloat16 halves the bytes every forward streams, but only CPUs with bfloat16 matrix instructions (Intel AMX,
-AVX512-BF16) compute it fast; elsewhere (AVX2 only) it is emulated and slower than float32. Measured on a 2-core
-Xeon with AMX: a 512x1536x8960 matmul runs at 3.9x the float32 rate (benchmarks/RESULTS.md).
-``CAPRL_CPU_DTYPE=float32|bfloat16`` overrides the choice.
+- **bfloat16** on CPUs with bfloat16 matrix instructions (Intel AMX, AVX512-BF16): a 512x1536x8960 matmul runs at
+  3.9x the float32 rate on a 2-core Xeon with AMX (benchmarks/RESULTS.md).
+- **int8** elsewhere (AVX2 only, where bfloat16 is emulated and slower than float32): the decoder's linear layers
+  as W8A8 int8 matmuls (``caprl.readers.int8``), float32 everything else; accepted against float32 by the reader
+  check at every caption level (docs/readers.md, "Which CPU gets what").
+- **float32** on request, and wherever int8 matmuls are not available.
+
+``CAPRL_CPU_DTYPE=float32|bfloat16|int8`` overrides the choice (the test suite pins float32 for exact
+comparisons).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 import torch
 
 ENV = "CAPRL_CPU_DTYPE"
+PRECISIONS = ("bfloat16", "float32", "int8")
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,11 +40,28 @@ def has_fast_bf16() -> bool:
     return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
-def default_cpu_dtype() -> torch.dtype:
+@functools.lru_cache(maxsize=1)
+def has_int8_matmul() -> bool:
+    """Whether this torch build runs ``torch._int_mm`` on the CPU."""
+    try:
+        a = torch.ones((32, 32), dtype=torch.int8)
+        return bool(torch._int_mm(a, a)[0, 0].item() == 32)
+    except (RuntimeError, AttributeError):
+        return False
+
+
+def cpu_precision() -> str:
+    """``bfloat16``, ``int8`` or ``float32``: ``$CAPRL_CPU_DTYPE`` if set, else by the CPU's features."""
     choice = os.environ.get(ENV)
     if choice:
-        value = getattr(torch, choice, None)
-        if not isinstance(value, torch.dtype):
-            raise ValueError(f"{ENV}={choice!r} is not a torch dtype (use float32 or bfloat16)")
-        return value
-    return torch.bfloat16 if has_fast_bf16() else torch.float32
+        if choice not in PRECISIONS:
+            raise ValueError(f"{ENV}={choice!r} is not one of {', '.join(PRECISIONS)}")
+        return choice
+    if has_fast_bf16():
+        return "bfloat16"
+    return "int8" if has_int8_matmul() else "float32"
+
+
+def default_cpu_dtype() -> torch.dtype:
+    """The dtype a reader's weights are loaded in on this CPU (int8 readers load float32, then convert)."""
+    return torch.bfloat16 if cpu_precision() == "bfloat16" else torch.float32

@@ -238,6 +238,23 @@ def pack_tree(root: Node, row_tokens: int) -> list[PackedRow]:
     return rows
 
 
+def _cut_prefix(root: Node, n: int) -> Node:
+    """The tree without its first ``n`` tokens, which every query shares and none ends in: the root's only child
+    loses them (its tokens keep their positions), or its children take its place when it has no more."""
+    [top] = root.children
+    if len(top.tokens) < n or any(offset < n for _, offset in top.ends):
+        raise ValueError(f"the queries do not all share {n} leading tokens and continue past them")
+    if len(top.tokens) == n:
+        root.children = top.children
+        for child in top.children:
+            child.parent = root
+    else:
+        top.tokens = top.tokens[n:]
+        top.start += n
+        top.ends = [(q, offset - n) for q, offset in top.ends]
+    return root
+
+
 def merge_rows(rows: Sequence[PackedRow], capacity: int) -> list[PackedRow]:
     """First-fit-decreasing: rows merged (:meth:`PackedRow.extend`) into rows of at most ``capacity`` tokens.
 
@@ -285,13 +302,22 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _resolve_dtype(dtype: Any, device: str) -> Any:
+def _resolve_precision(dtype: Any, device: str) -> tuple[Any, bool]:
+    """The dtype to load the weights in, and whether to convert the linear layers to int8 afterwards."""
     if dtype is None:
-        if device == "cpu":
-            from caprl.readers.cpu import default_cpu_dtype
+        if device != "cpu":
+            return "auto", False
+        from caprl.readers.cpu import cpu_precision
 
-            return default_cpu_dtype()
-        return "auto"
+        dtype = cpu_precision()
+    if dtype == "int8":
+        if device != "cpu":
+            raise ValueError(f"dtype 'int8' is a CPU path; on {device} use the checkpoint's dtype ('auto')")
+        return torch.float32, True
+    return _resolve_dtype(dtype), False
+
+
+def _resolve_dtype(dtype: Any) -> Any:
     if isinstance(dtype, str) and dtype != "auto":
         value = getattr(torch, dtype, None)
         if not isinstance(value, torch.dtype):
@@ -335,8 +361,11 @@ class TransformersReader:
     ``row_tokens`` is the length a packed row aims at (longer rows cost more masked attention, shorter ones more
     repeated shared prefixes); ``batch_tokens`` bounds the padded tokens of one forward (rows x longest row), and
     a row longer than that still runs, alone. ``share_prefix=False`` sends every query through the plain path.
-    ``dtype=None`` picks float32 on CPUs without native bfloat16 matrix units and bfloat16 on those with them
-    (see :func:`caprl.readers.cpu.default_cpu_dtype`), the checkpoint's own dtype on accelerators.
+    A prefix of at least ``cache_prefix_tokens`` tokens that every query of a call shares (the template and
+    instruction) is computed once and its keys and values kept for later calls (0: never).
+    ``dtype=None`` picks bfloat16 on CPUs with bfloat16 matrix units and int8 linear layers on the others (see
+    :mod:`caprl.readers.cpu`), the checkpoint's own dtype on accelerators; ``dtype="int8"`` asks for the int8
+    path (CPU only: W8A8 decoder linears, float32 elsewhere, :mod:`caprl.readers.int8`).
     """
 
     def __init__(
@@ -351,16 +380,22 @@ class TransformersReader:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         dev = str(device) if device is not None else _default_device()
+        load_dtype, int8 = _resolve_precision(dtype, torch.device(dev).type)
         tokenizer = AutoTokenizer.from_pretrained(str(model), trust_remote_code=trust_remote_code)
-        lm = AutoModelForCausalLM.from_pretrained(
-            str(model), dtype=_resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
-        )
-        self._setup(lm.to(dev), tokenizer, name=f"transformers:{model}", **options)
+        lm = AutoModelForCausalLM.from_pretrained(str(model), dtype=load_dtype, trust_remote_code=trust_remote_code)
+        lm = lm.to(dev)
+        if int8:
+            from caprl.readers.int8 import quantize_linear_int8
+
+            quantize_linear_int8(lm)
+        self.precision = "int8" if int8 else str(lm.dtype).removeprefix("torch.")
+        self._setup(lm, tokenizer, name=f"transformers:{model}", **options)
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, *, name: str | None = None, **options: Any) -> TransformersReader:
         """Wrap an already loaded model and tokenizer (the model stays on its device and dtype)."""
         self = cls.__new__(cls)
+        self.precision = str(getattr(model, "dtype", "")).removeprefix("torch.")
         name = name or f"transformers:{getattr(model.config, '_name_or_path', '') or type(model).__name__}"
         self._setup(model, tokenizer, name=name, **options)
         return self
@@ -375,6 +410,7 @@ class TransformersReader:
         row_tokens: int = 1024,
         min_shared_prefix: int = 1,
         share_prefix: bool = True,
+        cache_prefix_tokens: int = 16,
     ) -> None:
         for key, value in (("batch_tokens", batch_tokens), ("row_tokens", row_tokens)):
             if value < 1:
@@ -390,6 +426,8 @@ class TransformersReader:
         self.row_tokens = row_tokens
         self.min_shared_prefix = min_shared_prefix
         self.share_prefix = share_prefix
+        self.cache_prefix_tokens = cache_prefix_tokens
+        self._prefix: tuple[tuple[int, ...], list[Any]] | None = None
         self.letter_ids = resolve_letter_ids(tokenizer)
         self.device = next(model.parameters()).device
         attn = getattr(model.config, "_attn_implementation", None) or "eager"
@@ -402,12 +440,18 @@ class TransformersReader:
                 name,
                 attn,
             )
-        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        forward_params = inspect.signature(model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in forward_params
+        # transformers renamed ``past_key_values`` to ``cache`` (5.2x); either works for the prefix cache.
+        self._cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
 
     def __repr__(self) -> str:
-        return f"TransformersReader({self.name!r}, device={self.device}, share_prefix={self.share_prefix})"
+        return (
+            f"TransformersReader({self.name!r}, device={self.device}, precision={self.precision}, "
+            f"share_prefix={self.share_prefix})"
+        )
 
     # ----------------------------------------------------------------------------------------------- encoding
 
@@ -441,17 +485,43 @@ class TransformersReader:
                 raise ReaderError(f"query {i} renders to no tokens")
         out = np.zeros((len(token_ids), len(ALPHABET)), dtype=np.float64)
         packed = self.share_prefix and self.can_share_prefix
-        rows = self.plan(token_ids)
+        prefix = self._cached_prefix(token_ids) if packed else None
+        rows = self.plan(token_ids, prefix_tokens=len(prefix[0]) if prefix else 0)
         if packed:  # plain rows have no mask of their own to keep merged prompts apart
             rows = merge_rows(rows, max([self.row_tokens, *map(len, rows)]))
         rows = sorted(rows, key=len, reverse=True)
         for batch in _batches(rows, len, self.batch_tokens):
-            self._forward(batch, out, packed)
+            self._forward(batch, out, packed, prefix[1] if prefix else None)
         return out
 
-    def plan(self, token_ids: Sequence[Sequence[int]]) -> list[PackedRow]:
+    def _cached_prefix(self, token_ids: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], list[Any]] | None:
+        """The tokens every query of this call starts with, and their keys and values, computed once and kept
+        across calls: the chat template and instruction are the same in every reward call, and each packed row
+        would otherwise compute them again. The kept prefix shrinks to the part successive calls share (the
+        first call's common prefix may run into its captions' shared first words)."""
+        if self.cache_prefix_tokens < 1 or len(token_ids) < 1:
+            return None
+        first, last = min(token_ids), max(token_ids)  # the common prefix of all is that of these two
+        common = min(_common_prefix(first, last), min(map(len, token_ids)) - 1)  # every query keeps a token
+        kept = self._prefix
+        if kept is not None and len(kept[0]) <= common and tuple(first[: len(kept[0])]) == kept[0]:
+            return kept
+        n = _common_prefix(kept[0], first[:common]) if kept is not None else 0
+        if n < self.cache_prefix_tokens:
+            n = common
+        if n < self.cache_prefix_tokens:
+            return None
+        tokens = tuple(first[:n])
+        out = self.model(input_ids=torch.tensor([tokens], device=self.device), use_cache=True, logits_to_keep=1)
+        cache = out.cache if self._cache_kwarg == "cache" else out.past_key_values
+        self._prefix = (tokens, [(layer.keys, layer.values) for layer in cache.layers])
+        return self._prefix
+
+    def plan(self, token_ids: Sequence[Sequence[int]], prefix_tokens: int = 0) -> list[PackedRow]:
         """The rows ``letter_logprobs`` computes: the prompts' prefix tree packed into rows of about
-        ``row_tokens`` tokens, or (without sharing) one row per prompt. For inspection and FLOP counts."""
+        ``row_tokens`` tokens, or (without sharing) one row per prompt. For inspection and FLOP counts.
+        ``prefix_tokens``: that many leading tokens, shared by every query, are left out (their keys and values
+        come from the prefix cache)."""
         if not (self.share_prefix and self.can_share_prefix):
             rows = []
             for i, ids in enumerate(token_ids):
@@ -462,9 +532,13 @@ class TransformersReader:
                 rows.append(row)
             return rows
         root = build_prefix_tree(token_ids, range(len(token_ids)), self.min_shared_prefix)
+        if prefix_tokens:
+            root = _cut_prefix(root, prefix_tokens)
         return pack_tree(root, self.row_tokens)
 
-    def _forward(self, batch: list[PackedRow], out: np.ndarray, packed: bool) -> None:
+    def _forward(
+        self, batch: list[PackedRow], out: np.ndarray, packed: bool, prefix_kv: list[Any] | None = None
+    ) -> None:
         n_rows, width = len(batch), max(len(row) for row in batch)
         ids = torch.full((n_rows, width), self.pad_id, dtype=torch.long)
         keep = torch.zeros((n_rows, width), dtype=torch.bool)
@@ -479,8 +553,14 @@ class TransformersReader:
                 answers.append(by_position[position])
         kwargs: dict[str, Any] = {"use_cache": False}
         if packed:
-            kwargs.update(self._packed_inputs(batch, width))
-        elif any(len(row) != width for row in batch):
+            kwargs.update(self._packed_inputs(batch, width, prefix_kv[0][0].shape[-2] if prefix_kv else 0))
+        if prefix_kv:
+            from transformers import DynamicCache
+
+            expand = lambda t: t.expand(n_rows, *t.shape[1:])  # noqa: E731 (a view: the cache concatenates anew)
+            kwargs[self._cache_kwarg] = DynamicCache(ddp_cache_data=[(expand(k), expand(v)) for k, v in prefix_kv])
+            kwargs["use_cache"] = True
+        if not packed and any(len(row) != width for row in batch):
             # Plain rows: right padding, positions 0.., the model's own causal + padding mask.
             mask = torch.zeros((n_rows, width), dtype=torch.long)
             for r, row in enumerate(batch):
@@ -496,11 +576,14 @@ class TransformersReader:
             for values, queries in zip(lp, answers, strict=True):
                 out[queries] = values
 
-    def _packed_inputs(self, batch: list[PackedRow], width: int) -> dict[str, Any]:
-        """Position ids and the 4D tree mask of packed rows (right-padded)."""
+    def _packed_inputs(self, batch: list[PackedRow], width: int, prefix: int = 0) -> dict[str, Any]:
+        """Position ids and the 4D tree mask of packed rows (right-padded), after ``prefix`` cached tokens that
+        every token sees."""
         n_rows = len(batch)
         pos = torch.zeros((n_rows, width), dtype=torch.long)
-        mask = torch.zeros((n_rows, width, width), dtype=torch.bool)
+        full = torch.ones((n_rows, width, prefix + width), dtype=torch.bool)
+        mask = full[:, :, prefix:]
+        mask.zero_()
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         for r, row in enumerate(batch):
             n = len(row)
@@ -510,7 +593,7 @@ class TransformersReader:
             mask[r, :n, :n] = vis[seg[:, None], seg[None, :]] & causal[:n, :n]
             # Padding sees only itself (an all-masked row would give NaNs); nothing real sees padding.
             mask[r, n:, n:] = torch.eye(width - n, dtype=torch.bool)
-        mask = mask[:, None]
+        mask = full[:, None]
         if self._mask_kind == "eager":
             dtype = self.model.dtype
             mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)

@@ -48,12 +48,14 @@ class PromptTemplate:
     few_shot: tuple[FewShotExample, ...] = field(default_factory=tuple)
     system: str | None = None
     """A system message; None keeps the reader's chat-template default."""
+    options_header: str | None = "Options:"
+    """The line before the options; None leaves it out."""
 
     def instruction(self, modality: str) -> str:
         return self.video_instruction if modality == "video" else self.image_instruction
 
 
-def _user_text(instruction: str, caption: str, question: str, options: list[str]) -> str:
+def _user_text(instruction: str, caption: str, question: str, options: list[str], header: str | None) -> str:
     # The caption comes before the question so that all questions about one caption share a prefix.
     return "\n".join(
         [
@@ -63,7 +65,7 @@ def _user_text(instruction: str, caption: str, question: str, options: list[str]
             caption.strip() or "(no description)",
             "",
             f"Question: {question}",
-            "Options:",
+            *([header] if header else []),
             *options,
         ]
     )
@@ -80,8 +82,8 @@ def build_messages(
         messages.append({"role": "system", "content": template.system})
     for ex in template.few_shot:
         labelled = [template.option_style.format(letter=chr(65 + i), text=o) for i, o in enumerate(ex.options)]
-        messages.append({"role": "user", "content": _user_text(instruction, ex.caption, ex.question, labelled)})
+        messages.append({"role": "user", "content": _user_text(instruction, ex.caption, ex.question, labelled, template.options_header)})
         messages.append({"role": "assistant", "content": ex.answer})
     options = mcq.labelled_options(template.option_style)
-    messages.append({"role": "user", "content": _user_text(instruction, caption, mcq.question, options)})
+    messages.append({"role": "user", "content": _user_text(instruction, caption, mcq.question, options, template.options_header)})
     return messages
