@@ -136,3 +136,22 @@ def test_other_settings_train_once_into_the_cache(tmp_path, monkeypatch):
     default = cap.SeeingSettings()
     with pytest.raises(AssertionError, match="trained again"):
         cap.seeing_captioner(default, cache=tmp_path, packaged=False)
+
+
+def test_speed_probe_reads_the_first_images_detailed_captions_and_scales(heldout, monkeypatch):
+    from caprl.demo import timing
+
+    seen = []
+
+    def scorer(items, options):
+        seen.extend(items)
+        return oracle(items, options)
+
+    seconds, n = timing.probe_reader(heldout, scorer, seed=0)
+    first = heldout.samples[: timing.PROBE_IMAGES]
+    assert [it.caption for it in seen] == [s.references["detailed"] for s in first]
+    assert n == sum(len(s.mcqs) for s in first) and seconds > 0
+    # The shipped ratios are measured ones, one per CPU class; the estimate is the probe times their mean.
+    assert len(timing.DEMO_PROBES) == 2 and all(r > 1 for r in timing.DEMO_PROBES.values())
+    monkeypatch.setattr(timing, "DEMO_PROBES", {"a": 60.0, "b": 100.0})
+    assert timing.estimate_seconds(2.0) == pytest.approx(160.0)

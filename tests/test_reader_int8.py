@@ -83,10 +83,22 @@ def test_int8_is_refused_off_the_cpu():
 )
 def test_precision_follows_the_cpu(monkeypatch, flags, int8_mm, want):
     monkeypatch.delenv(cpu.ENV, raising=False)
+    monkeypatch.delenv(cpu.EMULATE_ENV, raising=False)
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
     monkeypatch.setattr(cpu, "has_int8_matmul", lambda: int8_mm)
     assert cpu.cpu_precision() == want
     assert cpu.default_cpu_dtype() == (torch.bfloat16 if want == "bfloat16" else torch.float32)
+
+
+def test_an_avx2_cpu_can_be_emulated(monkeypatch):
+    monkeypatch.delenv(cpu.ENV, raising=False)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    monkeypatch.setattr(cpu, "has_int8_matmul", lambda: True)
+    monkeypatch.setenv(cpu.EMULATE_ENV, "avx2")
+    assert cpu.native_precision() == "int8"
+    monkeypatch.setenv(cpu.EMULATE_ENV, "sse4")
+    with pytest.raises(ValueError, match="the one CPU class caprl emulates is 'avx2'"):
+        cpu.native_precision()
 
 
 def test_precision_override_and_its_error(monkeypatch):

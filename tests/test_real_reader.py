@@ -38,16 +38,15 @@ def reader(reader_dir):
 
 @pytest.fixture(scope="module")
 def fast_reader(reader_dir, reader):
-    """The reader in the dtype a user gets on this CPU (bfloat16 where the CPU has AMX/AVX512-BF16), for the
-    check that reads many questions; float32 elsewhere (then the same model as ``reader``)."""
-    from caprl.readers.cpu import has_fast_bf16
+    """The reader in the precision a user gets on this CPU (bfloat16 where the CPU has AMX/AVX512-BF16, int8
+    linears on AVX2-only CPUs), for the check that reads many questions."""
+    from caprl.readers.cpu import native_precision
     from caprl.readers.transformers import TransformersReader
 
-    if not has_fast_bf16():
+    precision = native_precision()
+    if precision == "float32":
         return reader
-    import torch
-
-    return TransformersReader(reader_dir, device="cpu", dtype=torch.bfloat16)
+    return TransformersReader(reader_dir, device="cpu", dtype=precision)
 
 
 def test_fetched_folder_is_verified_and_complete(reader_dir):

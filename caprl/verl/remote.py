@@ -35,6 +35,7 @@ GET_REWARD = "/get_reward"
 OPTION_KEYS = (
     "mode",
     "n_questions",
+    "question_draw",
     "hard_choice",
     "temperature",
     "blind_score",
