@@ -153,7 +153,7 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
         expected_s = estimate_seconds(probe_s)
         say(
             f"speed probe: the reader read {probe_n} questions in {probe_s:.1f} s on this CPU; the default demo takes "
-            f"about {expected_s / 60:.0f} minutes here (docs/train.md, \"How long it takes\")"
+            f'about {expected_s / 60:.0f} minutes here (docs/train.md, "How long it takes")'
         )
 
         with clock.stage("warm-up"):
@@ -167,8 +167,7 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
                 progress=(lambda *a: ui.sft("style", *a)) if ui else None,
             )
         say(
-            f"warm-up on {s.style_mixture}: loss {sft['first_loss']:.2f} -> {sft['last_loss']:.2f} in "
-            f"{sft['wall_s']} s"
+            f"warm-up on {s.style_mixture}: loss {sft['first_loss']:.2f} -> {sft['last_loss']:.2f} in {sft['wall_s']} s"
         )
         cfg = load_config(
             s.config,

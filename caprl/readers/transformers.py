@@ -75,7 +75,6 @@ class Node:
         self.ends: list[tuple[int, int]] = []  # (query, offset in ``tokens`` of the query's last token)
 
 
-
 def build_prefix_tree(token_ids: Sequence[Sequence[int]], indices: Sequence[int], min_shared: int) -> Node:
     """The compressed prefix tree of the queries ``indices`` (an empty root). A run of tokens that two or more
     queries share is one node; runs shorter than ``min_shared`` are pushed down into their children instead."""

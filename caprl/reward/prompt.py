@@ -82,8 +82,10 @@ def build_messages(
         messages.append({"role": "system", "content": template.system})
     for ex in template.few_shot:
         labelled = [template.option_style.format(letter=chr(65 + i), text=o) for i, o in enumerate(ex.options)]
-        messages.append({"role": "user", "content": _user_text(instruction, ex.caption, ex.question, labelled, template.options_header)})
+        text = _user_text(instruction, ex.caption, ex.question, labelled, template.options_header)
+        messages.append({"role": "user", "content": text})
         messages.append({"role": "assistant", "content": ex.answer})
     options = mcq.labelled_options(template.option_style)
-    messages.append({"role": "user", "content": _user_text(instruction, caption, mcq.question, options, template.options_header)})
+    text = _user_text(instruction, caption, mcq.question, options, template.options_header)
+    messages.append({"role": "user", "content": text})
     return messages
