@@ -1,17 +1,33 @@
-"""The CPU demo learns: ``caprl demo`` as ``make demo`` runs it (shipped seeing captioner, real reader behind the
-reward service, seed 0) raises held-out M_Acc by at least 10 points with the paired interval above zero, and the
-trick checks move with it.
+"""The CPU demo learns: ``caprl demo`` (shipped seeing captioner, real reader behind the reward service, seed 0)
+raises held-out M_Acc, and the trick checks move with it. Sized to the machine's CPU class:
 
-It is the demo itself rather than a smaller copy: with fewer held-out questions a 10-point change is no longer
-significant, and with fewer GRPO steps the captioner has not moved yet (docs/train.md, "Why these sizes").
-Alone: ``pytest -m learning`` (about 15 minutes on 2 cores; the reader is fetched once before).
+- **bfloat16 units (AMX)**: the default demo, exactly as ``make demo`` runs it (about 10 minutes): at least 10
+  points with the paired 95% interval above zero.
+- **AVX2 only (int8 reader)**: the default demo takes about 29 minutes there, more than CI's budget leaves, so
+  the test asks 2 questions per caption instead of 4, the same 2 for every caption of an image
+  (``reward.question_draw=item``): about 20 minutes. It learns less (+10.7, interval +1.8 to +20.2, against
+  +16.0 with the default; docs/train.md, "Why these sizes"), so it asserts at least 5 points on both readings
+  (main and reshuffled) rather than a significant 10. A policy that stops learning stays near 0 on both.
+
+The cheap half of the proof, that GRPO follows a reward at all, is ``tests/test_grpo_follows_reward.py``.
+Alone: ``pytest -m learning`` (the reader is fetched once before).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 pytestmark = [pytest.mark.learning, pytest.mark.real_reader, pytest.mark.timeout(3600)]
+
+AVX2_SIZE = ["reward.n_questions=2", "reward.question_draw=item"]
+
+
+def _full_demo() -> bool:
+    from caprl.readers.cpu import native_precision
+
+    return native_precision() == "bfloat16"
 
 
 @pytest.fixture(scope="module")
@@ -21,22 +37,36 @@ def summary(tmp_path_factory):
     from caprl.models.fetch import fetch_model
 
     fetch_model(DEFAULT_READER, progress=False)
-    # The reader computes as the demo does (bfloat16 where the CPU has bfloat16 matrix units), not in the float32
-    # the other tests pin for exact comparisons: this test is about learning, and float32 triples its time.
+    overrides = [] if _full_demo() else AVX2_SIZE
+    if overrides:
+        # Shown in pytest's warnings summary, so the sizing is never silent.
+        warnings.warn(
+            f"learning test sized for a CPU without bfloat16 units (int8 reader): the demo with {' '.join(overrides)}",
+            UserWarning,
+            stacklevel=1,
+        )
+    # The reader computes as the demo does (the CPU's own precision), not in the float32 the other tests pin for
+    # exact comparisons: this test is about learning.
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CAPRL_CPU_DTYPE", raising=False)
-        return run_demo(DemoSettings(out=tmp_path_factory.mktemp("demo"), seed=0), say=lambda _: None)
+        return run_demo(
+            DemoSettings(out=tmp_path_factory.mktemp("demo"), seed=0, overrides=overrides), say=lambda _: None
+        )
 
 
-def test_held_out_m_acc_rises_by_ten_points_with_the_interval_above_zero(summary):
+def test_held_out_m_acc_rises(summary):
     assert summary["grpo"]["steps"] == 50 and summary["heldout_questions"] >= 150
-    lo, hi = summary["change_ci95_points"]
-    assert summary["change_points"] >= 10.0, summary["change_points"]
-    assert lo > 0.0
     # change_points is rounded to 0.1 point in summary.json
     assert 100 * (summary["after"]["m_acc"] - summary["before"]["m_acc"]) == pytest.approx(
         summary["change_points"], abs=0.051
     )
+    lo, hi = summary["change_ci95_points"]
+    if _full_demo():
+        assert summary["change_points"] >= 10.0, summary["change_points"]
+        assert lo > 0.0
+    else:
+        assert summary["change_points"] >= 5.0, summary["change_points"]
+        assert summary["checks"]["reshuffled_change_points"] >= 5.0, summary["checks"]
 
 
 def test_the_gain_is_information_not_a_trick(summary):
@@ -52,6 +82,9 @@ def test_the_gain_is_information_not_a_trick(summary):
 
 def test_summary_accounts_for_the_wall_time(summary):
     stages = summary["wall_s_by_stage"]
-    assert {"warm-up", "GRPO", "GRPO: reward wait", "eval before: reading", "eval after: reading"} <= set(stages)
+    expected = {"warm-up", "speed probe", "GRPO", "GRPO: reward wait", "eval before: reading", "eval after: reading"}
+    assert expected <= set(stages)
     assert 0.0 < summary["grpo"]["reward_wait_share"] < 1.0
     assert sum(v for k, v in stages.items() if not k.startswith("GRPO: ")) <= summary["wall_s"] + 1.0
+    probe = summary["speed_probe"]
+    assert probe["questions"] > 10 and probe["seconds"] > 0 and probe["expected_wall_s"] > 0

@@ -26,9 +26,25 @@ def test_int8_linear_is_close_to_float32_and_keeps_small_tokens_exact_beside_an_
     per_tensor_scale = x.abs().max() / 127
     assert per_tensor_scale > 50 * x[1:].abs().max() / 127  # a per-tensor code would round these to a few levels
     np.testing.assert_allclose(got[0, 0].detach(), want[0, 0].detach(), rtol=0.05, atol=2.0)
-    # Integer weights and one float scale per output channel.
+    # Integer weights of 7 bits and one float scale per output channel.
     assert q.weight_int8.dtype == torch.int8 and q.weight_scale.shape == (96,)
-    assert q.weight_int8.abs().max().item() == 127
+    assert q.weight_int8.abs().max().item() == 63
+
+
+def test_int8_products_are_exact_on_this_cpu():
+    """The integer product equals exact arithmetic on the operands Int8Linear makes: 8-bit activations, 7-bit
+    weights. (Full-range weights saturate in oneDNN's AVX2 kernel; this test fails on a CPU where the codes used
+    would.)"""
+    from caprl.readers.int8 import WEIGHT_LEVELS
+
+    torch.manual_seed(1)
+    a = torch.randint(-127, 128, (64, 1536), dtype=torch.int8)
+    a[:, ::2] = 127  # the worst case for 16-bit pair sums
+    w = torch.randint(-WEIGHT_LEVELS, WEIGHT_LEVELS + 1, (1536, 96), dtype=torch.int8)
+    w[::2, :] = WEIGHT_LEVELS
+    got = torch._int_mm(a, w)
+    want = a.double() @ w.double()
+    assert torch.equal(got.double(), want)
 
 
 def test_quantize_replaces_decoder_linears_and_keeps_the_letter_head_float(tiny_models):

@@ -8,6 +8,11 @@ one scale per tensor (torch's ``quantize_dynamic``) flattens every other token t
 float32 on 94% of the questions and the gold-letter probability moved by 0.014 on average
 (``benchmarks/reader_speed.py`` measures speed; ``caprl models check`` accuracy, docs/readers.md has both).
 
+Weights use 7 bits (-63..63). On CPUs without VNNI (AVX2 only) oneDNN multiplies int8 by int8 through
+``vpmaddubsw``, which adds pairs of products into 16 bits and saturates: with full-range 8-bit weights a 1536-long
+dot product came out up to 22% wrong (measured with ``ONEDNN_MAX_CPU_ISA=AVX2``); with 7-bit weights no pair can
+overflow, and the product is exact on every CPU, so an int8 reader answers the same on all of them.
+
 Only the decoder layers' linear layers are converted: the embeddings and the ``lm_head`` (which runs at the answer
 positions alone) keep float32, so letter probabilities come from a float32 projection.
 
@@ -21,13 +26,18 @@ import torch
 from torch import nn
 
 
+WEIGHT_LEVELS = 63
+"""Largest weight code: 7 bits, so that no pair of int8 products overflows 16 bits on AVX2 (see above)."""
+
+
 class Int8Linear(nn.Module):
-    """A frozen ``nn.Linear`` computed as W8A8: per-output-channel weight scales, per-token activation scales."""
+    """A frozen ``nn.Linear`` computed as int8 x int8: per-output-channel weight scales (7-bit codes), per-token
+    activation scales (8-bit codes)."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / WEIGHT_LEVELS
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).to(torch.int8))
         self.register_buffer("weight_scale", scale)
