@@ -108,14 +108,19 @@ def test_rows_split_a_tree_and_repeat_only_the_ancestors_they_need(reader, queri
     finally:
         reader.row_tokens = saved
     assert len(rows) > 3
+    _assert_each_query_sees_its_prompt(rows, token_ids)
+    _assert_same(scores, one_at_a_time)
+
+
+def _assert_each_query_sees_its_prompt(rows, token_ids) -> None:
+    """Every query's last token sees exactly its own prompt (the tokens it can see, in position order, are it),
+    and every query is answered once."""
     for row in rows:
-        # Every query's last token sees exactly its own prompt: the tokens it can see, in position order, are it.
         vis = row.visibility()
         for position, q in row.keep:
             seen = [row.ids[j] for j in range(position + 1) if vis[row.seg[position], row.seg[j]]]
             assert seen == token_ids[q]
-    assert sorted(q for row in rows for _, q in row.keep) == list(range(len(queries)))
-    _assert_same(scores, one_at_a_time)
+    assert sorted(q for row in rows for _, q in row.keep) == list(range(len(token_ids)))
 
 
 def test_merged_rows_fill_a_forward_and_keep_each_prompt_apart(reader, queries, one_at_a_time):
@@ -135,12 +140,7 @@ def test_merged_rows_fill_a_forward_and_keep_each_prompt_apart(reader, queries, 
     assert sum(map(len, merged)) == sum(map(len, rows))
     padded = lambda rs: len(rs) * max(map(len, rs))  # noqa: E731
     assert padded(merged) < padded(rows)
-    for row in merged:
-        vis = row.visibility()
-        for position, q in row.keep:
-            seen = [row.ids[j] for j in range(position + 1) if vis[row.seg[position], row.seg[j]]]
-            assert seen == token_ids[q]
-    assert sorted(q for row in merged for _, q in row.keep) == list(range(len(queries)))
+    _assert_each_query_sees_its_prompt(merged, token_ids)
     _assert_same(scores, one_at_a_time)
 
 

@@ -146,9 +146,10 @@ def demo_command(
     """Run the CPU demo on the shapes world (what `make demo` runs).
 
     A tiny captioner warmed up to write mostly terse captions is trained with GRPO against the real pretrained
-    reader (fetched once from the package registry), and held-out M_Acc is measured before and after. About 14
-    minutes on 2 CPU cores (seed 0 there: +16.6 points). Writes OUT/summary.json, OUT/captions.html and .png
-    (captions before/after), OUT/train/ (metrics, curves, final/). docs/train.md, "The CPU demo", explains it.
+    reader (fetched once from the package registry), and held-out M_Acc is measured before and after. On 2 CPU
+    cores about AMX_MIN minutes with bfloat16 units (AMX), about 30 on AVX2-only CPUs; it prints its own estimate
+    from a timed probe. Writes OUT/summary.json, OUT/captions.html and .png (captions before/after), OUT/train/
+    (metrics, curves, final/). docs/train.md, "The CPU demo", explains it.
     """
     from transformers.utils import logging as hf_logging
 
