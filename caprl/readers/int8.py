@@ -4,9 +4,9 @@ Weights are quantized once per output channel, activations per token at every ca
 product runs as an int8 x int8 -> int32 matmul (``torch._int_mm``), rescaled to float32. Per-token activation
 scales matter: Qwen-style models carry a few tokens with activations hundreds of times larger than the rest, and
 one scale per tensor (torch's ``quantize_dynamic``) flattens every other token to a handful of levels — on the
-1.5B reader that changed the chosen letter of two thirds of the questions. Per token, the letter agreed with
-float32 on 94% of the questions and the gold-letter probability moved by 0.014 on average
-(``benchmarks/reader_speed.py`` measures speed; ``caprl models check`` accuracy, docs/readers.md has both).
+1.5B reader that changed the chosen letter of two thirds of the questions. Per token, the reader check's accuracy
+stays inside float32's interval at every caption level (``caprl models check``; ``benchmarks/reader_speed.py``
+measures speed; docs/readers.md, "Which CPU gets what", has both).
 
 Weights use 7 bits (-63..63). On CPUs without VNNI (AVX2 only) oneDNN multiplies int8 by int8 through
 ``vpmaddubsw``, which adds pairs of products into 16 bits and saturates: with full-range 8-bit weights a 1536-long
