@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -98,15 +99,22 @@ def test_prefix_sharing_matches_one_prompt_at_a_time(reader, queries, one_at_a_t
     _assert_same(reader.score_letters(queries), one_at_a_time)
 
 
-def test_rows_split_a_tree_and_repeat_only_the_ancestors_they_need(reader, queries, one_at_a_time):
-    token_ids = reader.encode([q.messages for q in queries])
+@contextlib.contextmanager
+def _row_tokens(reader, n: int):
+    """The reader with rows of ``n`` tokens for the block (several rows for the test queries)."""
     saved = reader.row_tokens
-    reader.row_tokens = 200
+    reader.row_tokens = n
     try:
-        rows = reader.plan(token_ids)
-        scores = reader.score_letters(queries)
+        yield reader
     finally:
         reader.row_tokens = saved
+
+
+def test_rows_split_a_tree_and_repeat_only_the_ancestors_they_need(reader, queries, one_at_a_time):
+    token_ids = reader.encode([q.messages for q in queries])
+    with _row_tokens(reader, 200):
+        rows = reader.plan(token_ids)
+        scores = reader.score_letters(queries)
     assert len(rows) > 3
     _assert_each_query_sees_its_prompt(rows, token_ids)
     _assert_same(scores, one_at_a_time)
@@ -127,14 +135,10 @@ def test_merged_rows_fill_a_forward_and_keep_each_prompt_apart(reader, queries, 
     from caprl.readers.transformers import merge_rows
 
     token_ids = reader.encode([q.messages for q in queries])
-    saved = reader.row_tokens
-    reader.row_tokens = 200
-    try:
+    with _row_tokens(reader, 200):
         rows = reader.plan(token_ids)
         merged = merge_rows(rows, 400)
         scores = reader.score_letters(queries)
-    finally:
-        reader.row_tokens = saved
     # Fewer, fuller rows: the same tokens, less padding when they are batched.
     assert len(merged) < len(rows) and all(len(m) <= 400 for m in merged)
     assert sum(map(len, merged)) == sum(map(len, rows))
