@@ -7,9 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from caprl.reward.extract import extract_choice
-from caprl.reward.options import DEFAULT_UNANSWERABLE, sample_questions, shuffle_options
+from caprl.reward.options import (
+    CAPRL_UNANSWERABLE,
+    DEFAULT_UNANSWERABLE,
+    check_unanswerable_letter,
+    sample_questions,
+    shuffle_options,
+)
 from caprl.reward.terms import length_term, timestamp_format_term, timestamp_stats
-from caprl.schema import MCQ
+from caprl.schema import LETTERS, MCQ
 
 OPTS = ["red", "blue", "green", "dark red"]
 
@@ -98,6 +104,39 @@ def test_unanswerable_cannot_collide():
     mcq = MCQ(question="q", options=["yes", DEFAULT_UNANSWERABLE], gold=0)
     with pytest.raises(ValueError, match="already an option"):
         shuffle_options(mcq, random.Random(0), unanswerable=DEFAULT_UNANSWERABLE)
+
+
+@pytest.mark.parametrize(
+    ("n_options", "letter", "letters"),
+    [
+        (4, "F", "ABCDF"),  # CapRL's layout: F after A-D
+        (5, "F", "ABCDEF"),
+        (6, "F", "ABCDEFG"),  # F is a real option: the next letter after the last one (issue 22)
+        (7, "F", "ABCDEFGH"),
+        (25, "F", LETTERS),
+        (4, "C", "ABCDE"),  # a letter inside the options' range: the same rule, never two options under one letter
+        (2, "C", "ABC"),
+        (2, "Z", "ABZ"),
+        (6, None, "ABCDEFG"),
+    ],
+)
+def test_a_taken_unanswerable_letter_moves_after_the_options(n_options, letter, letters):
+    mcq = MCQ(question="q", options=[f"option {i}" for i in range(n_options)], gold=n_options - 1)
+    for seed in range(5):
+        s = shuffle_options(mcq, random.Random(seed), unanswerable=CAPRL_UNANSWERABLE, unanswerable_letter=letter)
+        assert s.letters == letters and len(set(s.letters)) == len(s.letters)
+        assert s.options[-1] == CAPRL_UNANSWERABLE and s.order[-1] is None
+        assert s.options[s.gold] == mcq.gold_text and s.gold_letter != letters[-1]
+    check_unanswerable_letter(letter or "F", n_options)  # the server's pre-check agrees: nothing to refuse
+
+
+def test_no_letter_left_for_the_unanswerable_option():
+    mcq = MCQ(question="q", options=[f"option {i}" for i in range(26)], gold=0)
+    for letter in ("F", None):
+        with pytest.raises(ValueError, match="26 options"):
+            shuffle_options(mcq, random.Random(0), unanswerable=CAPRL_UNANSWERABLE, unanswerable_letter=letter)
+    with pytest.raises(ValueError, match="no letter is left"):
+        check_unanswerable_letter("F", 26)
 
 
 def test_sample_questions():

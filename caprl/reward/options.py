@@ -15,7 +15,7 @@ CAPRL_UNANSWERABLE = "Can not answer based on the caption"
 @dataclass(frozen=True)
 class ShuffledMCQ:
     """An MCQ as one reader call sees it: options in shuffled order, labelled A, B, ... in that order (the added
-    "cannot be answered" option may carry a fixed letter instead: CapRL labels it F whatever the option count).
+    "cannot be answered" option may carry a fixed letter instead, CapRL's F, when no option has it).
 
     ``order[i]`` is the index in the original MCQ of the option shown at position i (``None`` for the added
     "cannot be answered" option); ``gold`` is the position of the gold option after shuffling; ``labels[i]`` the
@@ -46,13 +46,29 @@ class ShuffledMCQ:
         return [style.format(letter=label, text=o) for label, o in zip(self.labels, self.options, strict=True)]
 
 
-def check_unanswerable_letter(letter: str, n_options: int) -> None:
-    """ValueError when a fixed "cannot be answered" letter would not come after ``n_options`` options A, B, ..."""
-    if LETTERS.index(letter) < n_options:
+def unanswerable_label(letter: str | None, n_options: int) -> str:
+    """The letter of the "cannot be answered" option added after ``n_options`` options labelled A, B, ...:
+    ``letter`` (a fixed one, CapRL's F) when no option has it, else the letter after the last option.
+
+    So a fixed letter that an option has is not an error, for a preset's F or a user's letter alike: F after four
+    options gives A-D then F (CapRL's layout), after six options A-F then G, and C after four options A-D then E.
+    What must never happen is two options under one letter (CapRL++'s server shows two F's for six options, and a
+    reader's F is then ambiguous); the letter moving for some questions is harmless. ValueError only when no
+    letter is left (26 options)."""
+    if n_options >= len(LETTERS):
         raise ValueError(
-            f"{n_options} options use the letters A-{LETTERS[n_options - 1]}, so the 'cannot be answered' option "
-            f"cannot be labelled {letter}"
+            f"{n_options} options use the letters A-{LETTERS[-1]}, so no letter is left for the 'cannot be answered' "
+            "option"
         )
+    if letter is not None and LETTERS.index(letter) >= n_options:
+        return letter
+    return LETTERS[n_options]
+
+
+def check_unanswerable_letter(letter: str, n_options: int) -> None:
+    """ValueError when a question of ``n_options`` options leaves no letter for the "cannot be answered" option
+    (see :func:`unanswerable_label`; a fixed ``letter`` that an option already has is not an error)."""
+    unanswerable_label(letter, n_options)
 
 
 def shuffle_options(
@@ -64,23 +80,20 @@ def shuffle_options(
     unanswerable_letter: str | None = None,
 ) -> ShuffledMCQ:
     """Shuffle ``mcq``'s options (a permutation drawn from ``rng``); optionally append a "cannot be answered"
-    option after them, as the reference does, labelled with the next letter or ``unanswerable_letter``. Never
-    gold, so a reader that picks it scores 0."""
+    option after them, as the reference does, labelled with the next letter or ``unanswerable_letter`` (when no
+    option has it: :func:`unanswerable_label`). Never gold, so a reader that picks it scores 0."""
     order: list[int | None] = list(range(len(mcq.options)))
     if shuffle:
         rng.shuffle(order)
     options = [mcq.options[i] for i in order]  # type: ignore[index]
     labels = list(LETTERS[: len(options)])
     if unanswerable is not None:
-        if len(options) >= len(LETTERS):
-            raise ValueError(f"cannot add an unanswerable option to an MCQ with {len(options)} options")
+        label = unanswerable_label(unanswerable_letter, len(options))
         if unanswerable.lower() in (o.lower() for o in options):
             raise ValueError(f"the unanswerable option text {unanswerable!r} is already an option")
-        if unanswerable_letter is not None:
-            check_unanswerable_letter(unanswerable_letter, len(options))
         options.append(unanswerable)
         order.append(None)
-        labels.append(unanswerable_letter or LETTERS[len(labels)])
+        labels.append(label)
     return ShuffledMCQ(
         question=mcq.question, options=tuple(options), gold=order.index(mcq.gold), order=tuple(order),
         labels=tuple(labels),
