@@ -611,6 +611,25 @@ def test_concurrency_is_bounded_and_order_kept():
     assert all(b["seed"] == 7 and b["max_tokens"] == 3 and b["temperature"] == 0.0 for b in sent)
 
 
+def test_per_prompt_seeds_go_to_their_own_requests():
+    """The reward engine's per-question seeds: each prompt's request carries its own seed (vLLM samples a seeded
+    request from its own generator, so a prompt's text does not depend on the rest of the call)."""
+
+    def script(method, path, body, count):
+        return 200, {}, chat_reply(f"{body['messages'][0]['content']}/{body['seed']}"), 0.02 * (body["seed"] % 3)
+
+    prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(5)]
+    seeds = [2**62 + 11 * i for i in range(5)]
+    with ScriptedServer(script) as server, OpenAIReader(server.url, "m", max_concurrency=2) as reader:
+        want = [f"q{i}/{s}" for i, s in enumerate(seeds)]
+        assert reader.generate(prompts, temperature=0.6, seed=1, seeds=seeds) == want  # seeds win over seed
+        assert asyncio.run(reader.agenerate(prompts[::-1], temperature=0.6, seeds=seeds[::-1])) == want[::-1]
+        assert reader.generate(prompts[:2], temperature=0.6, seed=9) == ["q0/9", "q1/9"]
+        with pytest.raises(ValueError, match="2 seeds for 5 prompts"):
+            reader.generate(prompts, seeds=seeds[:2])
+    assert sorted(b["seed"] for b in server.posts("/v1/chat/completions")) == sorted([*seeds, *seeds, 9, 9])
+
+
 def test_sync_api_inside_a_running_event_loop_and_async_api():
     server = ScriptedServer(lambda m, p, b, c: (200, {}, chat_reply("C"), 0))
     with server, OpenAIReader(server.url, "m") as reader:

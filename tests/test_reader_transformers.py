@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 
@@ -289,6 +290,47 @@ def test_generate_is_deterministic(reader, queries):
     assert reader.generate(prompts, max_new_tokens=5, temperature=1.0, seed=7) == sampled
     assert all(isinstance(t, str) for t in sampled)
     assert "<|im_end|>" not in "".join(greedy + sampled)
+
+
+def test_sampling_with_per_prompt_seeds_does_not_depend_on_the_batch(reader, queries):
+    """``seeds``: each prompt samples from its own seed, so its text is the same alone, in a batch of other lengths,
+    reordered, or split into other batches (issue 22: the reward of a caption changed with its batch)."""
+    prompts = [q.messages for q in queries[::3]]
+    kw = {"max_new_tokens": 10, "temperature": 0.6}  # the caprl preset's generate settings
+    for base in (0, 1, 2**62 + 5):
+        seeds = [base + 17 * i for i in range(len(prompts))]
+        together = reader.generate(prompts, seeds=seeds, **kw)
+        assert [reader.generate([p], seeds=[s], **kw)[0] for p, s in zip(prompts, seeds, strict=True)] == together
+        assert reader.generate(prompts[::-1], seeds=seeds[::-1], **kw)[::-1] == together
+        saved = reader.batch_tokens
+        reader.batch_tokens = 600  # a few prompts per batch, packed differently
+        try:
+            assert reader.generate(prompts, seeds=seeds, **kw) == together
+        finally:
+            reader.batch_tokens = saved
+    # The seed matters: one prompt under eight seeds samples several texts, and one seed twice gives one text.
+    assert len(set(reader.generate([prompts[0]] * 8, seeds=range(8), **kw))) > 1
+    assert len(set(reader.generate([prompts[0]] * 2, seeds=[3, 3], **kw))) == 1
+    with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
+        reader.generate(prompts[:3], seeds=[1, 2], **kw)
+
+
+def test_row_sampler_draws_from_the_tempered_distribution():
+    import torch
+
+    from caprl.readers.transformers import _RowSampler
+
+    logits = torch.tensor([[0.0, 1.0, 2.0, -math.inf], [3.0, 0.0, 0.0, 0.0]])
+    n = 4000
+    sampler = _RowSampler(range(2 * n), temperature=0.5)
+    drawn = torch.stack([sampler(None, logits.repeat(n, 1)).argmax(dim=-1) for _ in range(2)]).view(-1, n, 2)
+    want = (logits / 0.5).softmax(dim=-1).numpy()
+    for row in range(2):
+        freq = np.bincount(drawn[..., row].flatten().numpy(), minlength=4) / drawn[..., row].numel()
+        np.testing.assert_allclose(freq, want[row], atol=0.02)
+    assert (drawn[..., 0] != 3).all()  # a token of probability 0 is never drawn
+    out = _RowSampler([1, 2], temperature=0.5)(None, logits)
+    assert (out.isinf().sum(dim=-1) == 3).all()  # one token left per row, for greedy decoding to take
 
 
 def _depth(node) -> int:

@@ -13,7 +13,8 @@ from caprl.reward.engine import (
     _sample_letter,
     reward_item_from_dict,
 )
-from caprl.schema import SchemaError
+from caprl.reward.presets import preset_config
+from caprl.schema import MCQ, SchemaError
 from caprl.synth import make_image_sample, make_video_sample
 
 
@@ -22,6 +23,17 @@ def reader(tiny_models):
     from caprl.readers.transformers import TransformersReader
 
     return TransformersReader(tiny_models.reader)
+
+
+@pytest.fixture
+def one_thread():
+    """The tiny reader's ops are too small to split: on a busy 2-core machine one intra-op thread decodes faster."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +170,89 @@ def test_question_draw_per_item_asks_every_caption_the_same_questions(reader, it
     assert asked(RewardConfig(mode="soft", n_questions=3, seed=4, question_draw="item"), same_image[1:]) == per_item[1:]
     other = asked(RewardConfig(mode="soft", n_questions=3, seed=5, question_draw="item"), same_image)
     assert other[0] != per_item[0]
+
+
+def test_generate_path_rewards_do_not_depend_on_the_batch(reader, items, one_thread):
+    """Issue 22: under ``--preset caprl`` (10 tokens sampled at 0.6) a caption scored 0.0 in a batch and 0.125 alone.
+    Each asked question samples from its own seed, so alone, in a larger batch of other lengths, or reordered, every
+    question gets the same sampled text."""
+    others = []
+    for i in range(2):
+        sample, _ = make_image_sample(i, seed=9)
+        others += [RewardItem(caption=sample.references["brief"], mcqs=sample.mcqs[:2], id=f"other/{i}")]
+    mine = [items[0], items[3]]
+    batch = [others[0], mine[0], mine[1], others[1]]
+
+    def asked(results):
+        return [[(q.mcq_index, tuple(q.order), q.raw_output) for q in r.questions] for r in results]
+
+    for seed in range(3):
+        engine = RewardEngine(reader, preset_config("caprl", n_questions=3, seed=seed))
+        alone = [engine.score([it])[0] for it in mine]
+        together = engine.score(batch)
+        assert asked(together[1:3]) == asked(alone)
+        assert [r.reward for r in together[1:3]] == [r.reward for r in alone]
+        if seed == 0:
+            assert asked(engine.score(batch[::-1])[::-1]) == asked(together)
+
+
+def test_generate_path_samples_each_question_from_its_own_seed(reader, items, one_thread):
+    """Unshuffled, a question drawn twice is the same prompt: its samples still differ (each draw has its own seed),
+    and the same draw under another global seed samples anew, so the batch invariance is not bought by ignoring
+    seeds."""
+    outputs: dict[tuple[int, int], set[str]] = {}
+    for seed in range(3):
+        engine = RewardEngine(reader, preset_config("caprl", shuffle=False, n_questions=6, seed=seed))
+        for k, r in enumerate(engine.score(items[:1])):
+            for q in r.questions:
+                outputs.setdefault((k, q.mcq_index), set()).add(q.raw_output)
+    assert max(len(texts) for texts in outputs.values()) > 1
+
+
+def test_caprl_preset_scores_six_option_questions(reader, items):
+    """Issue 22: the preset labels its "cannot answer" option F; a question with six options (A-F taken) gets it
+    under G instead of failing the request."""
+    six = MCQ(question="Which colour is the largest shape?", options=["red", "green", "blue", "grey", "pink", "teal"],
+              gold=2)  # fmt: skip
+    item = RewardItem(caption=items[0].caption, mcqs=[six])
+    engine = RewardEngine(reader, preset_config("caprl", n_questions=2))
+    [result] = engine.score([item])
+    for q in result.questions:
+        assert len(q.order) == 7 and q.order[-1] is None and q.gold != "G"
+    for ask in engine._plan([item]):
+        lines = engine.messages(item.caption, ask.shown)[0]["content"].splitlines()
+        shown = [f"   - {letter}) {o}" for letter, o in zip("ABCDEF", ask.shown.options[:6], strict=True)]
+        assert lines[-7:-1] == shown
+        assert lines[-1] == "   - G) Can not answer based on the caption"
+
+
+def test_generate_path_seeds_reach_the_reader(items, caplog):
+    """Per-question seeds go to readers that take ``seeds``; an older reader gets the config's seed, with a warning."""
+
+    class Seeded:
+        name = "seeded"
+
+        def generate(self, prompts, *, max_new_tokens=10, temperature=0.0, seed=None, seeds=None):
+            self.seeds = list(seeds)
+            return [" B." for _ in prompts]
+
+    class Unseeded:
+        name = "unseeded"
+
+        def generate(self, prompts, *, max_new_tokens=10, temperature=0.0, seed=None):
+            self.seed = seed
+            return [" B." for _ in prompts]
+
+    config = preset_config("caprl", n_questions=3, seed=5)
+    seeded = Seeded()
+    RewardEngine(seeded, config).score(items[:2])
+    together = seeded.seeds
+    RewardEngine(seeded, config).score(items[1:2])
+    assert len(together) == 6 == len(set(together)) and seeded.seeds == together[3:]
+    unseeded = Unseeded()
+    engine = RewardEngine(unseeded, config)
+    with caplog.at_level("WARNING", logger="caprl.reward.engine"):
+        first = engine.score(items[:1])
+        engine.score(items[:1])
+    assert unseeded.seed == 5 and first[0].questions[0].chosen == "B"
+    assert sum("takes no per-prompt seeds" in r.message for r in caplog.records) == 1

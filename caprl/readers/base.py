@@ -2,7 +2,10 @@
 
 Two calls. ``score_letters`` is the fast path: for each prompt, the probability of each option letter as the
 first token of the answer, from one forward pass (no decoding). ``generate`` is for readers that must think
-first, or APIs without log-probabilities; its text goes through ``caprl.reward.extract.extract_choice``.
+first, or APIs without log-probabilities; its text goes through ``caprl.reward.extract.extract_choice``. When it
+samples, ``seeds`` (one per prompt) make each prompt's text a function of that prompt and its seed alone, not of the
+other prompts of the call (their number, lengths or order): the reward engine passes each asked question's seed,
+so a caption's reward does not depend on its batch.
 
 Prompts are chat messages (``[{"role": "user", "content": "..."}]``); each backend renders them with its model's
 own chat template (``template_flags``): a prompt that ends with an assistant message is an answer lead-in the
@@ -13,6 +16,7 @@ consecutive prompts.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -65,7 +69,8 @@ class LetterScores:
 
 @runtime_checkable
 class Reader(Protocol):
-    """What every reader backend provides."""
+    """What every reader backend provides. ``generate``: ``seed`` seeds a sampled call as a whole; ``seeds``, one
+    per prompt, take its place and make each prompt's sample independent of the rest of the call."""
 
     name: str
 
@@ -78,7 +83,27 @@ class Reader(Protocol):
         max_new_tokens: int = 10,
         temperature: float = 0.0,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[str]: ...
+
+
+def takes_seeds(reader: Any) -> bool:
+    """Whether ``reader.generate`` takes per-prompt ``seeds`` (readers written before the argument do not)."""
+    try:
+        params = inspect.signature(reader.generate).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return "seeds" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def check_seeds(seeds: Sequence[int] | None, n_prompts: int) -> list[int] | None:
+    """``seeds`` as a list, or ValueError when their number is not one per prompt."""
+    if seeds is None:
+        return None
+    seeds = list(seeds)
+    if len(seeds) != n_prompts:
+        raise ValueError(f"{len(seeds)} seeds for {n_prompts} prompts: give one seed per prompt")
+    return seeds
 
 
 def letter_scores_from_logprobs(letters: str, logprobs: Sequence[float]) -> LetterScores:

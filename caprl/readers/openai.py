@@ -18,7 +18,10 @@ probability (for templates after which a reader opens with a space). With top-k 
 missing from the list; it then gets a floor (no more than the smallest listed log-probability and no
 more than its share of the mass left over), and ``stats.floored_letters`` counts how often that happened.
 
-``generate`` sends one ``/v1/chat/completions`` request per prompt. Everything is async inside (httpx), bounded
+``generate`` sends one ``/v1/chat/completions`` request per prompt, with that prompt's ``seeds`` entry (or the call's
+``seed``) as the request's ``seed``: vLLM then samples each prompt from its own generator, so a prompt's text does
+not depend on the other prompts of the call nor on what the server batches it with (up to the float noise of
+batched kernels); hosted APIs treat ``seed`` as best effort. Everything is async inside (httpx), bounded
 by ``max_concurrency``, with timeouts and retries (see ``caprl.http``); the sync methods work from plain code,
 worker threads and running event loops alike, and ``ascore_letters`` / ``agenerate`` serve async callers.
 
@@ -42,6 +45,7 @@ from caprl.readers.base import (
     LetterScores,
     Messages,
     ReaderError,
+    check_seeds,
     letter_scores_from_logprobs,
     template_flags,
 )
@@ -251,8 +255,9 @@ class OpenAIReader:
         max_new_tokens: int = 10,
         temperature: float = 0.0,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[str]:
-        return self.api.run(self._generate(list(prompts), max_new_tokens, temperature, seed))
+        return self.api.run(self._generate(list(prompts), max_new_tokens, temperature, seed, seeds))
 
     # ----- async variants -----
 
@@ -266,8 +271,9 @@ class OpenAIReader:
         max_new_tokens: int = 10,
         temperature: float = 0.0,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[str]:
-        return await self.api.submit(self._generate(list(prompts), max_new_tokens, temperature, seed))
+        return await self.api.submit(self._generate(list(prompts), max_new_tokens, temperature, seed, seeds))
 
     # ----- helpers -----
 
@@ -506,13 +512,23 @@ class OpenAIReader:
     # ----- generation -----
 
     async def _generate(
-        self, prompts: list[Messages], max_new_tokens: int, temperature: float, seed: int | None
+        self,
+        prompts: list[Messages],
+        max_new_tokens: int,
+        temperature: float,
+        seed: int | None,
+        seeds: Sequence[int] | None = None,
     ) -> list[str]:
+        # One request per prompt, so ``seeds`` become per-request seeds (vLLM samples a seeded request from its own
+        # generator, whatever else the server batches with it).
+        per_prompt = check_seeds(seeds, len(prompts)) or [seed] * len(prompts)
         if not prompts:
             return []
         try:
             await self._resolve_model()
-            texts = await gather_or_cancel([self._chat_text(p, max_new_tokens, temperature, seed) for p in prompts])
+            texts = await gather_or_cancel(
+                [self._chat_text(p, max_new_tokens, temperature, s) for p, s in zip(prompts, per_prompt, strict=True)]
+            )
         except APIError as exc:
             raise self._error(exc) from None
         self.stats.prompts += len(prompts)

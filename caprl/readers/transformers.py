@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ from caprl.readers.base import (
     LetterScores,
     Messages,
     ReaderError,
+    check_seeds,
     letter_scores_from_logprobs,
     template_flags,
 )
@@ -608,27 +610,36 @@ class TransformersReader:
         max_new_tokens: int = 10,
         temperature: float = 0.0,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[str]:
         """Free-text answers (new text only, special tokens skipped): greedy at temperature 0, else sampled with
-        plain temperature (no top-k/top-p), reproducibly when ``seed`` is given. Batched with left padding."""
-        from transformers import GenerationConfig
+        plain temperature (no top-k/top-p). Batched with left padding.
+
+        ``seeds`` (one per prompt): each prompt samples from its own generator (:class:`_RowSampler`), so its text
+        depends only on the prompt and its seed, not on the batch. ``seed`` alone: one generator for the whole
+        call, reproducible for the same call but not per prompt."""
+        from transformers import GenerationConfig, LogitsProcessorList
 
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        row_seeds = check_seeds(seeds, len(prompts))
         token_ids = self.encode(prompts)
         gen = self.model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
         sampling = temperature > 0
+        per_row = sampling and row_seeds is not None
+        # Per-row sampling runs as greedy decoding over scores the row sampler has reduced to its drawn token.
+        do_sample = sampling and not per_row
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
-            do_sample=sampling,
-            temperature=temperature if sampling else None,
+            do_sample=do_sample,
+            temperature=temperature if do_sample else None,
             # Unset fields would be filled from the checkpoint's generation_config (Qwen: top-k 20, top-p 0.8,
             # repetition penalty 1.05); a reader samples from its plain distribution.
-            top_k=0 if sampling else None,
-            top_p=1.0 if sampling else None,
+            top_k=0 if do_sample else None,
+            top_p=1.0 if do_sample else None,
             repetition_penalty=1.0,
             eos_token_id=eos,
             pad_token_id=self.pad_id,
@@ -636,7 +647,7 @@ class TransformersReader:
         )
         results: list[str] = [""] * len(token_ids)
         order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
-        seeded = seed is not None and sampling
+        seeded = seed is not None and do_sample
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices) if seeded else contextlib.nullcontext():
             if seeded:
@@ -650,9 +661,47 @@ class TransformersReader:
                     n = len(token_ids[i])
                     ids[r, width - n :] = torch.tensor(token_ids[i])
                     mask[r, width - n :] = 1
+                extra: dict[str, Any] = {}
+                if per_row:
+                    assert row_seeds is not None
+                    sampler = _RowSampler([row_seeds[i] for i in batch], temperature)
+                    extra["logits_processor"] = LogitsProcessorList([sampler])
                 new = self.model.generate(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=config
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    generation_config=config,
+                    **extra,
                 )[:, width:]
                 for i, text in zip(batch, self.tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
                     results[i] = text
         return results
+
+
+class _RowSampler:
+    """A logits processor that samples each row's next token from the row's own ``torch.Generator`` (seeded per
+    prompt) and leaves only that token possible, for greedy decoding to take.
+
+    One uniform draw per row and step, on the CPU (the same numbers on every device), mapped through the row's
+    cumulative distribution at ``temperature``: a row's tokens depend only on its own logits and seed,
+    never on which rows share its batch (``transformers``' sampler draws every row from one generator). The logits of
+    a prompt alone and in a padded batch agree to float precision, so only a draw within that distance of a
+    boundary between two tokens could differ."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float) -> None:
+        # manual_seed takes 64 bits; any Python int maps onto them.
+        self.generators = [torch.Generator().manual_seed(s % 2**64) for s in seeds]
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = (scores.float() / self.temperature).softmax(dim=-1)
+        cdf = probs.cumsum(dim=-1, dtype=torch.float64)  # float64: no drift over a 150k-token vocabulary
+        u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators]).to(scores.device)
+        # The first token whose cumulative probability exceeds u (scaled by the total, which rounding may move).
+        tokens = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).clamp_(max=scores.shape[-1] - 1)
+        # Only a token of positive probability can exceed u's point, unless rounding put that point at the total
+        # (none exceeds it, and the clamp gave the last token): then the likeliest token, never a zero one.
+        zero = probs.gather(-1, tokens) == 0
+        if zero.any():
+            tokens = torch.where(zero, probs.argmax(dim=-1, keepdim=True), tokens)
+        out = torch.full_like(scores, -math.inf)
+        return out.scatter_(-1, tokens, 0.0)

@@ -7,7 +7,8 @@ length and timestamp-format terms. Every result carries its parts so a user can 
 it did.
 
 Randomness (question draws, shuffles, sampled letters) is seeded per item from ``seed`` and the item's content,
-so the same caption gets the same reward however it is batched — in process or through the reward service.
+so the same caption gets the same reward however it is batched — in process or through the reward service. On the
+generate path each asked question's seed goes to the reader (``seeds``), which samples every prompt on its own.
 
 >>> engine = RewardEngine(reader, RewardConfig(mode="soft"))                      # doctest: +SKIP
 >>> engine.score([RewardItem(caption="A red circle ...", mcqs=sample.mcqs)])[0].reward   # doctest: +SKIP
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -27,13 +29,15 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from caprl.readers.base import LetterQuery, LetterScores, Reader
+from caprl.readers.base import LetterQuery, LetterScores, Reader, takes_seeds
 from caprl.reward.extract import extract_choice, first_capital_letter
 from caprl.reward.options import DEFAULT_UNANSWERABLE, ShuffledMCQ, sample_questions, shuffle_options
 from caprl.reward.prompt import Messages, PromptTemplate, build_messages
 from caprl.reward.prompt_caprl import caprl_messages
 from caprl.reward.terms import length_term, timestamp_stats
 from caprl.schema import LETTERS, MCQ, validation_error_to_schema_error
+
+log = logging.getLogger(__name__)
 
 
 class RewardConfig(BaseModel):
@@ -61,7 +65,8 @@ class RewardConfig(BaseModel):
     unanswerable_option: bool = True
     unanswerable_text: str = DEFAULT_UNANSWERABLE
     unanswerable_letter: str | None = None
-    """Letter of the added "cannot be answered" option; None: the one after the options (CapRL: always F)."""
+    """Letter of the added "cannot be answered" option (CapRL: F) where no option has it; None, and where an option
+    has it: the letter after the options (``caprl.reward.options.unanswerable_label``)."""
     path: Literal["score", "generate"] = "score"
     """``score``: letter probabilities from one forward pass; ``generate``: free text, parsed."""
     prompt: Literal["default", "caprl"] = "default"
@@ -199,6 +204,7 @@ class RewardEngine:
         self.config = config or RewardConfig()
         self.template = template or PromptTemplate()
         self.count_tokens = count_tokens
+        self._warned_seeds = False
 
     # -- planning ---------------------------------------------------------------------------------------------
     def _plan(self, items: Sequence[RewardItem]) -> list[_Ask]:
@@ -242,15 +248,29 @@ class RewardEngine:
                     chosen = s.argmax
                 out.append((chosen, s, None))
             return out
-        texts = self.reader.generate(
-            messages, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed
-        )
+        texts = self._generate(messages, [a.rng_seed for a in asks])
         if cfg.answer_parse == "first_letter":
             return [(first_capital_letter(t), None, t) for t in texts]
         return [
             (extract_choice(t, list(a.shown.options), a.shown.letters), None, t)
             for a, t in zip(asks, texts, strict=True)
         ]
+
+    def _generate(self, messages: list[Messages], seeds: list[int]) -> list[str]:
+        """The reader's texts, each prompt sampled from its ask's seed, so that a question's sampled answer does not
+        depend on the batch (as on the score path). A reader whose ``generate`` takes no ``seeds`` gets the config's
+        one seed: its samples may then depend on the batch (vLLM's are per request, so they do not)."""
+        cfg = self.config
+        kw = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature}
+        if takes_seeds(self.reader):
+            return self.reader.generate(messages, seeds=seeds, **kw)
+        if not self._warned_seeds:
+            self._warned_seeds = True
+            log.warning(
+                "reader %s takes no per-prompt seeds: its sampled answers, and so the rewards, may depend on the batch",
+                getattr(self.reader, "name", type(self.reader).__name__),
+            )
+        return self.reader.generate(messages, seed=cfg.seed, **kw)
 
     def _question_score(self, chosen: str | None, scores: LetterScores | None, shown: ShuffledMCQ, kind: str):
         if kind == "soft":

@@ -17,7 +17,11 @@ Where caprl's defaults differ from the ``caprl`` preset, and why:
 - Prompt: ``default`` (instruction, caption, question, options as chat turns) vs ``caprl`` (two worked examples,
   ``   - A) x`` options, the answer lead-in "The answer is"). Shorter prompts; a lead-in only suits generation.
 - The "cannot answer" option: caprl's wording under the next letter vs "Can not answer based on the caption"
-  always labelled F, which gives a reader the odd list A-D then F.
+  labelled F, which gives a reader the odd list A-D then F. Where F is a real option (six options) the preset
+  labels it G, the letter after the last option: CapRL++'s server appends "F) Can not answer ..." whatever the
+  count, so a six-option question shows two options under F and its answer F is ambiguous.
+- Sampled answers: CapRL samples a whole batch from one unseeded generator; caprl samples each asked question from
+  its own seed (the reader's ``generate(seeds=...)``), so a caption's reward does not depend on its batch.
 - Shuffling is on in both (``caprl-v1``: off, as v1's launch); the reward is the mean score, 0-1 (``caprl-v1``:
   twice the mean, 0-2, ``qa_weight`` 2).
 
