@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from caprl.forks import reset_in_forked_children
+
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -121,7 +123,16 @@ class AsyncAPI:
         self._thread: threading.Thread | None = None
         self._client: httpx.AsyncClient | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._finalizer: weakref.finalize | None = None
         self.retries = 0  # retried attempts so far, across all requests (for logs and tests)
+        reset_in_forked_children(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The loop's thread is not copied by fork; the client's pooled sockets are the parent's.
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._lock = threading.Lock()
+        self._loop = self._thread = self._client = self._semaphore = self._finalizer = None
 
     # ----- the private loop -----
 
@@ -141,7 +152,7 @@ class AsyncAPI:
                 ready.wait()
                 self._loop = loop
                 # An object dropped without close() still stops its loop (the thread holds no reference to it).
-                weakref.finalize(self, _stop_loop, loop)
+                self._finalizer = weakref.finalize(self, _stop_loop, loop)
             return self._loop
 
     async def submit(self, coro: Coroutine[Any, Any, T]) -> T:

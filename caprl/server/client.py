@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import threading
 import time
@@ -36,6 +37,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from caprl.forks import reset_in_forked_children
 from caprl.http import RetryPolicy, excerpt, parse_retry_after
 from caprl.reward.engine import RewardItem
 from caprl.server.protocol import ItemError, ItemResult, result_from_json
@@ -125,6 +127,7 @@ class AsyncRewardClient:
         self._down_until = dict.fromkeys(self.urls, 0.0)
         self._turn = 0
         self._client: httpx.AsyncClient | None = None
+        self._client_pid = os.getpid()
         self._semaphore: asyncio.Semaphore | None = None
         self.retries = 0  # retried attempts so far (for logs and tests)
         self.requests = dict.fromkeys(self.urls, 0)  # attempts sent per server
@@ -214,7 +217,11 @@ class AsyncRewardClient:
     # ------------------------------------------------------------------------------------------------ plumbing
 
     def _http(self) -> httpx.AsyncClient:
+        if self._client is not None and self._client_pid != os.getpid():
+            # Forked: the pooled connections are the parent's sockets and the client belongs to its loop.
+            self._client = None
         if self._client is None:
+            self._client_pid = os.getpid()
             n = self.max_concurrency
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.policy.timeout, connect=min(10.0, self.policy.timeout)),
@@ -350,6 +357,15 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._finalizer: weakref.finalize | None = None
+        reset_in_forked_children(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's loop thread does not exist here; its loop and lock are the parent's business.
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._lock = threading.Lock()
+        self._loop = self._thread = self._finalizer = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         with self._lock:
@@ -359,7 +375,7 @@ class LoopThread:
                 self._thread.start()
                 self._loop = loop
                 # A client dropped without close() still stops its loop (the thread holds no reference to it).
-                weakref.finalize(self, _stop_loop, loop)
+                self._finalizer = weakref.finalize(self, _stop_loop, loop)
             loop = self._loop
         if threading.current_thread() is self._thread:
             coro.close()

@@ -17,6 +17,7 @@ Two protocols, chosen by the URLs:
 from __future__ import annotations
 
 import asyncio
+import difflib
 import os
 import weakref
 from collections.abc import Mapping
@@ -65,6 +66,19 @@ CAPRL_ENV = {
     "REWARD_LENGTH_TOKENIZER_PATH": "length_tokenizer",
 }
 CAPRL_MAX_OPTIONS = 6  # CapRL's servers read options labelled A-F
+ADAPTER_KEYS = (
+    "urls",
+    "score_mode",
+    "length_tokenizer",
+    "api_key_env",
+    "max_batch",
+    "max_wait_ms",
+    "timeout",
+    "max_retries",
+)
+# What verl itself adds to a reward function's keywords (its reward loop, with a reward-model router configured);
+# the QA reward has no use for them.
+VERL_KEYS = ("reward_router_address", "reward_model_tokenizer")
 
 
 @dataclass(frozen=True)
@@ -102,7 +116,8 @@ def _number(key: str, value: Any) -> Any:
 
 def read_settings(kwargs: Mapping[str, Any]) -> AdapterSettings:
     """``reward_kwargs`` (and the environment) as settings; ValueError for a combination that cannot work."""
-    given = {k: plain(v) for k, v in kwargs.items() if v is not None}
+    _check_keys(kwargs)
+    given = {k: plain(v) for k, v in kwargs.items() if v is not None and k not in VERL_KEYS}
     for env, key in CAPRL_ENV.items():
         if key not in given and os.environ.get(env, "").strip():
             if key == "urls" and os.environ.get(URLS_ENV):
@@ -145,6 +160,22 @@ def read_settings(kwargs: Mapping[str, Any]) -> AdapterSettings:
         timeout=float(given.get("timeout", 300.0)),
         max_retries=int(given.get("max_retries", 6)),
         length_tokenizer=str(given["length_tokenizer"]) if given.get("length_tokenizer") else None,
+    )
+
+
+def _check_keys(kwargs: Mapping[str, Any]) -> None:
+    """A misspelled ``reward_kwargs`` key would silently run without what it asked for: refuse it."""
+    known = (*ADAPTER_KEYS, *OPTION_KEYS, *VERL_KEYS)
+    unknown = sorted(k for k in kwargs if k not in known)
+    if not unknown:
+        return
+    hints = [
+        f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, known, n=1)) else repr(k)
+        for k in unknown
+    ]
+    raise ValueError(
+        f"unknown reward_kwargs {', '.join(hints)}; known: {', '.join(ADAPTER_KEYS)}, and the reward options "
+        f"{', '.join(OPTION_KEYS)}"
     )
 
 

@@ -65,6 +65,25 @@ class VerlRewardError(RuntimeError):
         self.errors, self.results = errors, results
 
 
+class SampleReward(dict[str, float]):
+    """One sample's reward in the form every verl reward manager reads: a dict of ``score`` and its parts (the
+    reward loop's managers log the parts), whose ``[0]`` and ``float()`` are the score (verl's ``prime`` manager
+    takes a number or ``result[0]``).
+
+    >>> r = SampleReward(score=0.75, acc=0.75)
+    >>> r["score"], r[0], float(r)
+    (0.75, 0.75, 0.75)
+    """
+
+    def __getitem__(self, key: Any) -> Any:
+        if type(key) is int and key == 0:
+            return dict.__getitem__(self, "score")
+        return dict.__getitem__(self, key)
+
+    def __float__(self) -> float:
+        return float(dict.__getitem__(self, "score"))
+
+
 # -- verl rows -> reward requests ------------------------------------------------------------------------------------
 
 
@@ -153,8 +172,12 @@ def _request(sample: VerlSample, settings: AdapterSettings) -> tuple[Request, in
     ), tokens
 
 
-def _output(outcome: Outcome, settings: AdapterSettings, tokens: int | None) -> dict[str, float]:
+def _output(outcome: Outcome, settings: AdapterSettings, tokens: int | None) -> SampleReward:
     """What verl gets: ``score`` and the parts it logs as reward extras."""
+    return SampleReward(_parts(outcome, settings, tokens))
+
+
+def _parts(outcome: Outcome, settings: AdapterSettings, tokens: int | None) -> dict[str, float]:
     opts = settings.option_dict
     if isinstance(outcome, RewardResult):
         out = {

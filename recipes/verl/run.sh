@@ -29,9 +29,16 @@ if [ ! -f "$CAPRL_TRAIN_PARQUET" ]; then
   caprl data export --to verl "$DATASET" --out "$CAPRL_TRAIN_PARQUET"
 fi
 
-# 2. The reward service (one per reader GPU in production; put their URLs in CAPRL_REWARD_URLS).
+# 2. The reward service (one per reader GPU in production; put their URLs in CAPRL_REWARD_URLS and start each with
+#    the same settings). The reward's settings are the service's, as with CapRL++'s servers: 8 questions per
+#    caption (REWARD_QA_NUM) and, for videos, the timestamp-format term at 0.2 (FORMAT_REWARD_WEIGHT).
+SERVE_SETTINGS=(--n 8)
+if [ "$MODALITY" = video ]; then
+  SERVE_SETTINGS+=(--timestamp-weight 0.2 --modality video)
+fi
 if [ -z "${CAPRL_REWARD_URLS:-}" ]; then
-  caprl reward serve --reader "${CAPRL_READER:-Qwen/Qwen2.5-3B-Instruct}" --host 127.0.0.1 --port 18889 &
+  caprl reward serve --reader "${CAPRL_READER:-Qwen/Qwen2.5-3B-Instruct}" "${SERVE_SETTINGS[@]}" \
+    --host 127.0.0.1 --port 18889 &
   SERVICE_PID=$!
   trap 'kill "$SERVICE_PID" 2>/dev/null || true' EXIT
   export CAPRL_REWARD_URLS=http://127.0.0.1:18889
