@@ -6,6 +6,7 @@ Importing this package does not import verl: the adapter only speaks verl's func
 """
 
 from caprl.verl.reward import (
+    SampleReward,
     VerlRewardError,
     compute_score,
     compute_score_async,
@@ -15,6 +16,7 @@ from caprl.verl.reward import (
 )
 
 __all__ = [
+    "SampleReward",
     "VerlRewardError",
     "compute_score",
     "compute_score_async",

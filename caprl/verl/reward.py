@@ -6,9 +6,13 @@ Two entry points, one behaviour:
   every sample of a batch concurrently; the calls are coalesced into bulk requests. The fastest choice.
 - ``compute_score`` (plain function): every call form verl and CapRL++ use (see ``caprl.verl.calls``): keyword
   or positional single samples (verl's ``(data_source, solution_str, ground_truth, extra_info)``, CapRL++'s
-  ``(solution_str, ground_truth, extra_info)``), answered with a dict, and batches (``solution_strs=[...]``, as
-  verl's ``BatchRewardManager`` calls; or a list of solutions), answered with a list. Calls from many threads
-  (verl runs plain functions in a thread pool) are coalesced on one private event loop.
+  ``(solution_str, ground_truth, extra_info)``), answered with a ``SampleReward``, and batches
+  (``solution_strs=[...]``; or a list of solutions), answered with a list. Calls from many threads (verl runs
+  plain functions in a thread pool) are coalesced on one private event loop; a forked child (verl's process
+  pools) starts its own loop and connections.
+
+A ``SampleReward`` is a dict (``score`` and its parts, which verl's reward-loop managers log) whose ``[0]`` and
+``float()`` are the score, so managers that expect a number read it too (verl's legacy ``prime``).
 
 Configure in verl::
 
@@ -16,7 +20,7 @@ Configure in verl::
       custom_reward_function:
         path: pkg://caprl.verl.reward
         name: compute_score_async          # or compute_score
-        reward_kwargs: {urls: "http://10.0.0.5:18889", n_questions: 4, length_weight: 0.2}
+        reward_kwargs: {urls: "http://10.0.0.5:18889", max_wait_ms: 20}
 
 ``reward_kwargs`` (see ``caprl.verl.remote.read_settings``): ``urls`` (caprl services, or ``http://host/get_reward``
 for a CapRL/CapRL++ server; default ``$CAPRL_REWARD_URLS``, then CapRL++'s ``$REWARD_REMOTE_URL``),
