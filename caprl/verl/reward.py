@@ -25,7 +25,8 @@ Configure in verl::
 ``reward_kwargs`` (see ``caprl.verl.remote.read_settings``): ``urls`` (caprl services, or ``http://host/get_reward``
 for a CapRL/CapRL++ server; default ``$CAPRL_REWARD_URLS``, then CapRL++'s ``$REWARD_REMOTE_URL``),
 ``score_mode`` (``qa``, or ``vl_judge`` for the VLM judge on the row's ``extra_info.video_path``), any
-``RewardConfig`` option (bulk endpoint only), ``length_tokenizer``, batching and client limits.
+``RewardConfig`` option (bulk endpoint only), ``length_tokenizer``, batching and client limits. Any other key is a
+``ValueError`` naming the known ones (a misspelled option would otherwise run without it).
 
 ``ground_truth`` is what CapRL's parquet files and ``caprl data export --to verl`` hold: a list of ``{"question",
 "choices", "answer"}`` (choices ``"A) x"``, ``"A. x"`` or bare; a "Can not answer based on the caption" choice is
