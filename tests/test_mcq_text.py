@@ -145,8 +145,9 @@ def test_fixed_unanswerable_letter_and_first_letter_parse():
     shown = shuffle_options(mcq, random.Random(0), shuffle=False, unanswerable=UNANSWERABLE, unanswerable_letter="F")
     assert shown.letters == "ABCDF" and shown.gold_letter == "C"
     assert shown.labelled_options("   - {letter}) {text}")[-1] == f"   - F) {UNANSWERABLE}"
-    with pytest.raises(ValueError, match="cannot be labelled C"):
-        shuffle_options(mcq, random.Random(0), unanswerable=UNANSWERABLE, unanswerable_letter="C")
+    # a letter a real option holds is never given twice: the option goes after the last one instead
+    taken = shuffle_options(mcq, random.Random(0), unanswerable=UNANSWERABLE, unanswerable_letter="C")
+    assert taken.letters == "ABCDE" and taken.options[-1] == UNANSWERABLE
     assert extract_choice("F", list(shown.options), shown.letters) == "F"
     assert extract_choice("The answer is blue", list(shown.options), shown.letters) == "B"
     # CapRL's parse takes the first capital A-I, so "I think..." is I (kept only for comparability).
