@@ -265,6 +265,11 @@ def test_vllm_reader_glue_on_vllm_shaped_objects(monkeypatch):
     assert out[0].letter_mass == pytest.approx(expected.sum())
     assert out[1].argmax == "A" and reader.generate([MSGS]) == ["B"]
     assert isinstance(reader, Reader)
+    # per-prompt seeds: one SamplingParams per prompt, each with its own seed (vLLM seeds requests one by one)
+    assert reader.generate([MSGS, MSGS], temperature=0.6, seeds=[7, 8]) == ["B", "B"]
+    assert [p.seed for p in seen["params"]] == [7, 8] and all(p.temperature == 0.6 for p in seen["params"])
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        reader.generate([MSGS], seeds=[1, 2])
     # Generation renders each prompt itself: a final assistant lead-in is continued, not closed.
     lead = [*MSGS, {"role": "assistant", "content": "The answer is"}]
     tok = reader.tokenizer

@@ -29,6 +29,7 @@ from caprl.readers.base import (
     LetterScores,
     Messages,
     ReaderError,
+    check_seeds,
     letter_scores_from_logprobs,
     template_flags,
 )
@@ -127,11 +128,19 @@ class VLLMReader:
         max_new_tokens: int = 10,
         temperature: float = 0.0,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[str]:
         prompts = list(prompts)
+        per_prompt = check_seeds(seeds, len(prompts))
         if not prompts:
             return []
-        params = self._vllm.SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        sampling = self._vllm.SamplingParams
+        # vLLM seeds each request on its own: one seed per prompt makes its sample independent of the batch.
+        params: Any = (
+            sampling(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+            if per_prompt is None
+            else [sampling(max_tokens=max_new_tokens, temperature=temperature, seed=s) for s in per_prompt]
+        )
         # Rendered here rather than by llm.chat, whose lead-in flag is one for the whole call.
         outputs = self.llm.generate([{"prompt_token_ids": self._render(p)} for p in prompts], params, use_tqdm=False)
         return [out.outputs[0].text for out in outputs]
