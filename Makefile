@@ -15,7 +15,7 @@ else
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: demo test test-all lint venv browser
+.PHONY: demo test test-all lint venv browser verl-env
 
 venv: $(STAMP)
 
@@ -33,7 +33,28 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium (the HTML report test renders in it)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser
+# verl's side environment for tests/test_verl.py: verl 0.9.1 pins transformers < 5.11, so it cannot share .venv.
+# .venv-verl holds only the exact, hash-checked pins of tests/verl-env.txt; a .pth file adds .venv's site-packages
+# AFTER its own (torch, ray, caprl's editable install... come from .venv). Rebuilt from scratch when the pins or
+# .venv change (about 15 s, 150 MB; no compiler needed).
+VERL_VENV ?= .venv-verl
+VERL_PY := $(VERL_VENV)/bin/python
+VERL_STAMP := $(VERL_VENV)/.caprl-verl-installed
+
+verl-env: $(VERL_STAMP)
+
+$(VERL_STAMP): tests/verl-env.txt $(STAMP)
+	rm -rf $(VERL_VENV)
+	$(PY) -m venv --without-pip $(VERL_VENV)
+	main=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  side=$$($(VERL_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  echo "import site; site.addsitedir('$$main')" > "$$side/zz-caprl-main-venv.pth"
+	$(VERL_PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --require-hashes \
+	  -r tests/verl-env.txt
+	$(VERL_PY) -c 'import caprl.verl.reward, verl.experimental.reward_loop, verl.workers.reward_manager.prime'
+	touch $(VERL_STAMP)
+
+test: $(STAMP) $(VERL_STAMP) browser
 	$(PY) -m pytest
 
 # Everything, including tests marked slow (full learning runs).
