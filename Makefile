@@ -36,7 +36,7 @@ browser:
 # verl's side environment for tests/test_verl.py: verl 0.9.1 pins transformers < 5.11, so it cannot share .venv.
 # .venv-verl holds only the exact, hash-checked pins of tests/verl-env.txt; a .pth file adds .venv's site-packages
 # AFTER its own (torch, ray, caprl's editable install... come from .venv). Rebuilt from scratch when the pins or
-# .venv change (about 15 s, 150 MB; no compiler needed).
+# .venv change (about 20 s and 200 MB; no compiler needed).
 VERL_VENV ?= .venv-verl
 VERL_PY := $(VERL_VENV)/bin/python
 VERL_STAMP := $(VERL_VENV)/.caprl-verl-installed
