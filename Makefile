@@ -58,7 +58,7 @@ test: $(STAMP) $(VERL_STAMP) browser
 	$(PY) -m pytest
 
 # Everything, including tests marked slow (full learning runs).
-test-all: $(STAMP) browser
+test-all: $(STAMP) $(VERL_STAMP) browser
 	CAPRL_SLOW=1 $(PY) -m pytest
 
 lint: $(STAMP)
