@@ -25,7 +25,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 WEIGHT_LEVELS = 63
 """Largest weight code: 7 bits, so that no pair of int8 products overflows 16 bits on AVX2 (see above)."""
 
