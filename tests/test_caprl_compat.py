@@ -278,6 +278,23 @@ def test_caprl_preset_prompt_lead_in_and_first_letter_parse(recorder):
     assert engine.messages(CAPTION, shown, "image")[0]["content"].startswith(CAPRL_IMAGE_INSTRUCTION + "\n\n")
 
 
+def test_caprl_preset_reads_a_six_option_question_from_caprlpp(recorder):
+    """CapRL++'s own body with a six-option question (caprl's exports hold such questions): scored, not a 422 for
+    the whole request; the "cannot answer" option goes under G, since F is the sixth option's."""
+    six = [{"question": "Which shape is red?", "answer": "F",
+            "choices": ["A) star", "B) circle", "C) square", "D) diamond", "E) hexagon", "F) triangle"]}]  # fmt: skip
+    engine = RewardEngine(recorder, preset_config("caprl", shuffle=False, n_questions=1, seed=3))
+    recorder.take()
+    with BackgroundServer(engine) as srv:
+        response = post(srv, "/get_reward", caprlpp_body([CAPTION, CAPTION], [six, GT_IMAGE]))
+    assert response.status_code == 200, response.text
+    assert len(response.json()["rewards"]) == 2
+    prompt = recorder.take()[0]
+    assert prompt.endswith(
+        f"   - E) hexagon\n   - F) triangle\n   - G) {CANNOT}<|im_end|>\n<|im_start|>assistant\nThe answer is"
+    )
+
+
 # ------------------------------------------------------------------------------------------------ judge body
 
 
