@@ -5,6 +5,10 @@ answer scores 0 and is counted, never guessed.
 
 >>> short_answer("The answer is 42.")
 '42'
+>>> short_answer("The answer is: 42")
+'42'
+>>> short_answer(r"So the total is \\boxed{42}.")
+'42'
 >>> span("The event happens from 00:12 to 00:20.")
 (12.0, 20.0)
 >>> span("The event happens in 20.4 - 10.6 seconds.")  # reversed: kept, and scored 0
@@ -15,8 +19,11 @@ from __future__ import annotations
 
 import re
 
+from caprl.reward.extract import boxed
+
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
-_LEAD = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:|：)\s*", re.I)
+# "is" may carry its own colon ("The answer is: 3"): the colon belongs to the lead-in, not to the answer.
+_LEAD = re.compile(r"(?:final\s+answer|answer)\s*(?:is\s*[:：]?|[:：])\s*", re.I)
 
 
 def without_thinking(text: str) -> str:
@@ -25,9 +32,13 @@ def without_thinking(text: str) -> str:
 
 
 def short_answer(text: str) -> str | None:
-    """The answer phrase: after an "answer is"/"Answer:" lead-in when there is one, its first line, without
-    surrounding quotes, bold markers or a final period."""
+    """The answer phrase: a ``\\boxed{}`` answer when there is one (math-tuned readers conclude with it); else
+    after an "answer is"/"Answer:" lead-in when there is one, its first line, without surrounding quotes, bold
+    markers or a final period."""
     text = _THINK.sub(" ", text or "").strip()
+    in_box = boxed(text)
+    if in_box is not None:
+        return in_box
     leads = list(_LEAD.finditer(text))
     if leads:
         text = text[leads[-1].end() :]

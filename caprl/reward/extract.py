@@ -1,10 +1,16 @@
 """Read the chosen option out of a reader's free-text answer.
 
 The reference takes the first capital letter of the output, which misreads "I think it is B" as I. Here an answer
-is found by, in order: an explicit statement ("The answer is (C)", "Answer: C", "I choose C"), a bare decorated
-letter ("C", "(C)", "**C**"), a leading label ("C) blue", "C. blue"), a unique bold/bracketed letter, a unique
-option text ("blue"), then a lone letter at the very end ("In my view, B"). Anything else is ``None``:
-unparseable, counted as wrong by the caller, never guessed.
+is found by, in order: a ``\\boxed{}`` answer (read by these same rules), an explicit statement ("The answer is
+(C)", "Answer: C", "I choose C"), a bare decorated letter ("C", "(C)", "**C**"), a leading label ("C) blue",
+"C. blue", "C, because ..."), a unique bold/bracketed letter, a unique option text ("blue"), then a lone letter at
+the very end ("In my view, B"). Anything else is ``None``: unparseable, counted as wrong by the caller, never
+guessed.
+
+Lower-case letters are read where they can only be a label, as lmms-eval's MVBench/SEED/MMVU rules read them: the
+whole output ("b"), a leading "b)", "(b)" or "b.", or right after "answer is"/"answer:" with nothing but
+punctuation after it ("The answer is b."). Elsewhere "a" is the article and "i" the pronoun: "a red circle" is
+no answer A.
 
 >>> extract_choice("The answer is (B).", ["red", "blue", "green"])
 'B'
@@ -12,6 +18,8 @@ unparseable, counted as wrong by the caller, never guessed.
 'C'
 >>> extract_choice("I cannot tell.", ["red", "blue"]) is None
 True
+>>> extract_choice("answer: b", ["red", "blue"]), extract_choice("a circle", ["red", "blue"])
+('B', None)
 """
 
 from __future__ import annotations
@@ -25,8 +33,22 @@ _STATEMENT = re.compile(
     r"(?i:answer|option|choice|choose|chose|select|pick|it\s+is|it's)(?i:\s+(?:is|would\s+be|should\s+be|will\s+be))?"
     r"\s*[:：=]?\s*(?i:option\s+|letter\s+)?[\*\(\[\"'`]*\s*([A-Z])\s*(?![A-Za-z0-9'])"
 )
-_BARE = re.compile(r"^[\s\*\(\[\"'`]*([A-Z])[\s\*\)\]\.\:\"'`,!]*$")
-_LEADING_LABEL = re.compile(r"^[\s\*\"'`]*(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])\s*[\)\.:：）])(?:\s|\*|$)")
+# Lower case after "answer is"/"answer:" only when decorated or followed by punctuation or the end: "The answer is
+# b." is B, "The answer is a circle" is not A.
+_LOWER_STATEMENT = re.compile(
+    r"\b(?i:answer)\b\s*(?:(?i:is|would\s+be|should\s+be|will\s+be)\s*[:：=]?|[:：=])\s*"
+    r"(?:[\*\(\[\"'`]+\s*([a-z])\s*[\*\)\]\"'`]|([a-z])(?=[\.\!,;\)]|\s*$))"
+)
+# The whole output is one letter, in either case: nothing else is there for an "a" to be an article of. A leading
+# colon is the continuation of a prompt that ends in the lead-in "The answer is" (": b").
+_BARE = re.compile(r"^[\s\*\(\[\"'`:：]*([A-Za-z])[\s\*\)\]\.\:\"'`,!]*$")
+_LEADING_LABEL = re.compile(
+    r"^[\s\*\"'`]*(?:"
+    r"\(([A-Z])\)|\[([A-Z])\]|([A-Z])\s*[\)\.:：）]"  # "(C)", "[C]", "C)", "C.", "C:"
+    r"|(?!I,)([A-Z]),(?=\s+[a-z])"  # "C, because ...", but not the pronoun in "I, for one, ..."
+    r"|\(([a-z])\)|\[([a-z])\]|([a-z])[\)\.）]"  # lower case only with its bracket or period: "b)", "(b)", "b."
+    r")(?:\s|\*|$)"
+)
 _DECORATED = re.compile(r"\*\*\s*\(?([A-Z])\)?\s*\*\*|\(([A-Z])\)|\[([A-Z])\]")
 _TRAILING = re.compile(r"[\s,:;]\(?([A-Z])\)?[\s\.\!]*$")
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
@@ -55,18 +77,28 @@ def extract_choice(text: str, options: list[str], letters: str | None = None) ->
     if not text:
         return None
 
+    # A boxed answer is the reader's own mark of its conclusion (math-tuned readers end with one); its content is
+    # read by the rules below ("B", "(B)", "b", "blue"). An unreadable box leaves the rest of the text to decide.
+    in_box = boxed(text)
+    if in_box is not None:
+        found = extract_choice(in_box, options, labels)  # strictly shorter than text: the recursion ends
+        if found is not None:
+            return found
+
     # An explicit statement wins; take the last one, as readers that reason tend to conclude at the end.
-    statements = [m.group(1) for m in _STATEMENT.finditer(text) if m.group(1) in valid]
+    stated = [(m.start(), m.group(1)) for m in _STATEMENT.finditer(text)]
+    stated += [(m.start(), _first(m).upper()) for m in _LOWER_STATEMENT.finditer(text)]
+    statements = [letter for _, letter in sorted(stated) if letter in valid]
     if statements:
         return statements[-1]
 
     m = _BARE.match(text)
-    if m and m.group(1) in valid:
-        return m.group(1)
+    if m and m.group(1).upper() in valid:
+        return m.group(1).upper()
 
     m = _LEADING_LABEL.match(text)
-    if m and _first(m) in valid:
-        return _first(m)
+    if m and _first(m).upper() in valid:
+        return _first(m).upper()
 
     decorated = {_first(m) for m in _DECORATED.finditer(text)} & valid
     if len(decorated) == 1:
@@ -79,6 +111,34 @@ def extract_choice(text: str, options: list[str], letters: str | None = None) ->
     m = _TRAILING.search(text)  # "In my view, B"
     if m and m.group(1) in valid:
         return m.group(1)
+    return None
+
+
+_BOXED = re.compile(r"\\boxed\s*\{")
+_TEXT = re.compile(r"^\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}$")
+
+
+def boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` in ``text`` (braces balanced, a ``\\text{}`` wrapper dropped), or
+    None when there is none, or it is empty or unclosed.
+
+    >>> boxed(r"First \\boxed{2}, then \\boxed{\\frac{1}{2}}")
+    '\\\\frac{1}{2}'
+    >>> boxed(r"\\boxed{\\text{B}}")
+    'B'
+    """
+    found = list(_BOXED.finditer(text or ""))
+    if not found:
+        return None
+    start = found[-1].end()
+    depth = 1
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            content = text[start:i].strip()
+            wrapped = _TEXT.match(content)
+            content = wrapped.group(1).strip() if wrapped else content
+            return content or None
     return None
 
 

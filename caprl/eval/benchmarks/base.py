@@ -285,7 +285,10 @@ class Benchmark:
         """The answer the metric scores, from the reader's raw output; None when nothing can be read from it."""
         if item.is_mcq:
             if mode == "score":
-                return raw if raw in item.letters else None
+                # The argmax letter, exactly one of the item's: a substring test would read "" (in every string)
+                # or "AB" as an answer, where they are parse failures.
+                letter = raw.strip()
+                return letter if len(letter) == 1 and letter in item.letters else None
             return extract_choice(raw, list(item.options or []))
         if item.span is not None:
             found = extract.span(raw)
