@@ -259,7 +259,7 @@ class RewardEngine:
     def _generate(self, messages: list[Messages], seeds: list[int]) -> list[str]:
         """The reader's texts, each prompt sampled from its ask's seed, so that a question's sampled answer does not
         depend on the batch (as on the score path). A reader whose ``generate`` takes no ``seeds`` gets the config's
-        one seed: its samples may then depend on the batch (vLLM's are per request, so they do not)."""
+        one seed: its samples may then depend on the batch (every built-in reader takes ``seeds``)."""
         cfg = self.config
         kw = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature}
         if takes_seeds(self.reader):
