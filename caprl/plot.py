@@ -1,8 +1,8 @@
 """``caprl plot RUN_DIR``: reward and caption-length curves of a training run, as PNG.
 
 Reads ``RUN_DIR/metrics.jsonl`` and draws, against the step, the mean reward with a band of one standard
-deviation and a moving average, and the mean caption length in tokens. Writes ``RUN_DIR/reward.png`` and
-``RUN_DIR/length.png`` (or into ``out``).
+deviation and a moving average (and, for shapes-world runs, the share of the captions' statements that are true),
+and the mean caption length in tokens. Writes ``RUN_DIR/reward.png`` and ``RUN_DIR/length.png`` (or into ``out``).
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, *, window: int 
     s_qa, qa = _series(records, "reward_accuracy")
     if qa and qa != reward:
         ax.plot(s_qa, moving_average(qa, window), color="tab:green", lw=1.5, label="reader accuracy (avg)")
+    # Shapes-world runs also know how true the captions are: precision beside the reward (caprl.synth.truth).
+    s_p, precision = _series(records, "truth_precision")
+    if precision:
+        ax.plot(s_p, moving_average(precision, window), color="tab:red", lw=1.5, label="statement precision (avg)")
     ax.set_xlabel("step")
     ax.set_ylabel("reward")
     ax.set_title(f"Reward: {run.name}")

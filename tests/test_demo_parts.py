@@ -69,13 +69,14 @@ def test_mentions_count_what_questions_ask_about(heldout):
     assert terse["position"] == 0.0 and terse["count"] == 0.0 and terse["words"] < m["words"]
 
 
-def test_facts_checks_each_stated_object_against_the_scene(heldout):
+def test_truth_checks_each_statement_against_the_scene(heldout):
     detailed = [[s.references["detailed"]] for s in heldout.samples]
-    right = ev.facts(heldout, detailed)
-    assert right["statements"] == sum(len(s.metadata["scene"]["objects"]) for s in heldout.samples)
-    assert right["cell_right"] == right["size_right"] == right["colour_right"] == right["shape_right"] == 1.0
-    assert right["total_right"] == 1.0 and right["label_right"] == 1.0
-    # Every colour swapped for another, and every count off by one: the cells stay right, the rest does not.
+    right = ev.truth(heldout, detailed)
+    objects = sum(len(s.metadata["scene"]["objects"]) for s in heldout.samples)
+    assert right["claims_by_attribute"]["colour"] == objects
+    assert right["precision"] == 1.0 and set(right["precision_by_attribute"].values()) == {1.0}
+    assert right["recall"] == 1.0 and right["hallucination_rate"] == 0.0 and right["unread_sentences"] == 0
+    # Every colour swapped for another, and every count off: the cells stay right, colours and counts do not.
     from caprl.synth.vocab import COLOUR_NAMES
 
     def corrupt(text: str) -> str:
@@ -84,10 +85,12 @@ def test_facts_checks_each_stated_object_against_the_scene(heldout):
         text = text.replace("<", "").replace(">", "")
         return text.replace("There are ", "There are 1")
 
-    wrong = ev.facts(heldout, [[corrupt(c[0])] for c in detailed])
-    assert wrong["statements"] == right["statements"] and wrong["cell_right"] == 1.0
-    assert wrong["colour_right"] == 0.0 and wrong["total_right"] == 0.0
-    assert ev.facts(heldout, [[s.references["terse"]] for s in heldout.samples])["statements"] == 0
+    wrong = ev.truth(heldout, [[corrupt(c[0])] for c in detailed])
+    by = wrong["precision_by_attribute"]
+    assert wrong["claims_by_attribute"]["colour"] == objects and by["cell"] == 1.0
+    assert by["colour"] == 0.0 and by["count"] == 0.0 and wrong["hallucination_rate"] == 1.0
+    terse = ev.truth(heldout, [[s.references["terse"]] for s in heldout.samples])
+    assert "colour" not in terse["claims_by_attribute"] and terse["precision"] == 1.0
 
 
 def test_caption_sheets_show_images_and_both_captions(heldout, tmp_path):
@@ -119,8 +122,9 @@ def test_the_shipped_captioner_matches_the_default_settings_and_sees(heldout):
     assert manifest["settings"] == {"seed": 0, "n_images": 1000, "steps": 2000, "lr": 0.001, "batch_size": 32}
     assert manifest["sft"]["steps"] == 2000
     captions = ev.caption_images(folder, heldout, k=1, max_new_tokens=200, seed=0)
-    facts = ev.facts(heldout, captions)
-    assert facts["objects_per_caption"] >= 2 and facts["cell_right"] >= 0.9 and facts["size_right"] >= 0.9
+    truth = ev.truth(heldout, captions)
+    by = truth["precision_by_attribute"]
+    assert truth["claims_by_attribute"]["cell"] >= 2 * len(heldout.samples) and by["cell"] >= 0.9 and by["size"] >= 0.9
 
 
 def test_other_settings_train_once_into_the_cache(tmp_path, monkeypatch):

@@ -135,8 +135,6 @@ def test_video_events_split_into_what_happened_and_when():
 
 def test_levels_order_recall():
     scenes = [make_image_scene(s) for s in range(20)]
-    recall = {
-        level: truth_summary(scenes, [[make_captions(s)[level]] for s in scenes])["recall"] for level in LEVELS
-    }
+    recall = {level: truth_summary(scenes, [[make_captions(s)[level]] for s in scenes])["recall"] for level in LEVELS}
     # The detailed caption states every object and the total; the exhaustive one adds counts derivable from them.
     assert recall["terse"] < recall["brief"] < recall["detailed"] == recall["exhaustive"] == 1.0

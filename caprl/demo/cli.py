@@ -92,15 +92,23 @@ def print_summary(summary: dict[str, Any]) -> None:
         mentions.add_row(label, *(_pct(m[k]) for k in ("colour", "shape", "count", "position", "text")))
     console.print(mentions)
 
-    facts = Table(title="object statements: per caption, and share right (%)")
-    for col in ("", "per caption", "cell", "size", "shape", "colour", "label", "total count"):
-        facts.add_column(col, justify="left" if not col else "right")
-    for label, f in (("before", before["facts"]), ("after", after["facts"])):
-        cells = [
-            f[k] for k in ("cell_right", "size_right", "shape_right", "colour_right", "label_right", "total_right")
-        ]
-        facts.add_row(label, f"{f['objects_per_caption']:.1f}", *("-" if v is None else _pct(v) for v in cells))
-    console.print(facts)
+    truth = Table(title="how true the captions are, sentence by sentence against the scene (%)")
+    cols = ("statements/caption", "precision", "colour", "shape", "size", "cell", "count", "recall",
+            "hallucinating captions", "invented objects/caption", "unread")  # fmt: skip
+    truth.add_column("")
+    for col in cols:
+        truth.add_column(col, justify="right")
+    for label, t in (("before", before["truth"]), ("after", after["truth"])):
+        by = t["precision_by_attribute"]
+        cells = [by.get(k) for k in ("colour", "shape", "size", "cell", "count")]
+        truth.add_row(
+            label,
+            f"{t['statements_per_caption'] or 0:.1f}",
+            *("-" if v is None else _pct(v) for v in (t["precision"], *cells, t["recall"], t["hallucination_rate"])),
+            f"{t['invented_objects_per_caption'] or 0:.2f}",
+            "-" if t["unread_share"] is None else _pct(t["unread_share"]),
+        )
+    console.print(truth)
 
     c = summary["checks"]
     console.print(

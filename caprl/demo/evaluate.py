@@ -22,7 +22,7 @@ from typing import Any
 from caprl.data.io import Dataset
 from caprl.eval.stats import cluster_bootstrap
 from caprl.reward.engine import RewardItem, RewardResult
-from caprl.synth.vocab import CELL_NAMES, CELL_OF_NAME, COLOUR_NAMES, SHAPES
+from caprl.synth.vocab import CELL_NAMES, COLOUR_NAMES, SHAPES
 
 ScoreFn = Callable[[Sequence[RewardItem], dict[str, Any]], list[RewardResult]]
 """Scores items under reward options (the reward service client's ``score``, or an engine's)."""
@@ -140,49 +140,13 @@ def summarise(reading: Reading, seed: int = 0) -> dict[str, Any]:
     }
 
 
-_OBJECT = re.compile(r"There is an? (small|large) (\w+) (\w+) in the ([a-z ]+?)(?:, labelled (\w+))?\.")
-_TOTAL = re.compile(r"There (?:are|is) (\d+) objects? in total")
-
-
-def facts(ds: Dataset, captions: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """How true the captions' object sentences are ("There is a large red circle in the top left, labelled 7."):
-    per stated object, whether an object sits in that cell, and whether its size, colour, shape and label match;
-    and whether a stated total count is right. Shares of statements, with how many were made.
+def truth(ds: Dataset, captions: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """How true the captions are, checked sentence by sentence against each image's scene graph
+    (``caprl.synth.truth``): precision by attribute, recall, hallucination rate, unread sentences.
 
     A captioner that learned to fool the reader would state more and be right less; one that learned to describe
-    states more with the same accuracy.
+    states more with the same precision.
     """
-    n = {"objects": 0, "cell": 0, "size": 0, "colour": 0, "shape": 0, "label": 0, "labels": 0, "totals": 0, "total": 0}
-    for s, cs in zip(ds.samples, captions, strict=True):
-        objects = {(o["row"], o["col"]): o for o in s.metadata["scene"]["objects"]}
-        for c in cs:
-            for size, colour, shape, cell, label in _OBJECT.findall(c):
-                n["objects"] += 1
-                o = objects.get(CELL_OF_NAME.get(cell, (-1, -1)))
-                if o is None:
-                    continue
-                n["cell"] += 1
-                n["size"] += o["size"] == size
-                n["colour"] += o["colour"] == colour
-                n["shape"] += o["shape"] == shape
-                if label:
-                    n["labels"] += 1
-                    n["label"] += str(o.get("label")) == label
-            for total in _TOTAL.findall(c):
-                n["totals"] += 1
-                n["total"] += int(total) == len(objects)
-    captions_n = sum(len(cs) for cs in captions)
+    from caprl.synth.truth import truth_summary
 
-    def share(part: str, whole: str) -> float | None:
-        return round(n[part] / n[whole], 4) if n[whole] else None
-
-    return {
-        "objects_per_caption": round(n["objects"] / captions_n, 2) if captions_n else 0.0,
-        "cell_right": share("cell", "objects"),
-        "size_right": share("size", "objects"),
-        "colour_right": share("colour", "objects"),
-        "shape_right": share("shape", "objects"),
-        "label_right": share("label", "labels"),
-        "total_right": share("total", "totals"),
-        "statements": n["objects"],
-    }
+    return truth_summary([s.metadata["scene"] for s in ds.samples], captions)

@@ -248,12 +248,12 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
         "before": {
             **ev.summarise(before["reading"], s.seed),
             "mentions": ev.mentions(before_caps),
-            "facts": ev.facts(eval_ds, before_caps),
+            "truth": ev.truth(eval_ds, before_caps),
         },
         "after": {
             **ev.summarise(after["reading"], s.seed),
             "mentions": ev.mentions(after_caps),
-            "facts": ev.facts(eval_ds, after_caps),
+            "truth": ev.truth(eval_ds, after_caps),
         },
         "change_points": round(change["points"], 1),
         "change_ci95_points": [round(x, 1) for x in change["ci95_points"]] if change["ci95_points"] else None,

@@ -157,7 +157,10 @@ def score_captions(
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             items = [
-                RewardItem(caption=r.caption, mcqs=by_id[r.id].mcqs, modality=by_id[r.id].modality, id=r.id)
+                RewardItem(
+                    caption=r.caption, mcqs=by_id[r.id].mcqs, modality=by_id[r.id].modality, id=r.id,
+                    scene=by_id[r.id].metadata.get("scene"),
+                )  # fmt: skip
                 for r in chunk
             ]
             for row, result in zip(chunk, engine.score(items), strict=True):

@@ -61,6 +61,12 @@ UNANSWERABLE = typer.Option(
 )
 LENGTH_TOKENIZER = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's).")
 TIMESTAMP_WEIGHT = typer.Option(None, help="Weight of the video timestamp-format term.")
+WRONG_PENALTY = typer.Option(
+    None, min=0, help="What a wrong answer costs against 'cannot be answered' (0, CapRL: a guess is free)."
+)
+CORRECTNESS_WEIGHT = typer.Option(
+    None, help="Weight of the correctness term: share of the caption's statements verified (shapes world)."
+)
 SEED = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0).")
 
 
@@ -103,6 +109,8 @@ def score_command(
     length_weight: float | None = typer.Option(None, help="Weight of the length term (needs --length-tokenizer)."),
     length_tokenizer: str | None = LENGTH_TOKENIZER,
     timestamp_weight: float | None = TIMESTAMP_WEIGHT,
+    wrong_penalty: float | None = WRONG_PENALTY,
+    correctness_weight: float | None = CORRECTNESS_WEIGHT,
     seed: int | None = SEED,
     batch_size: int = typer.Option(32, min=1, help="Captions per engine call."),
 ) -> None:
@@ -119,7 +127,8 @@ def score_command(
     config = reward_config(
         preset, mode=mode, n_questions=n, path=path, prompt=prompt, answer_parse=answer_parse,
         temperature=temperature, shuffle=shuffle, unanswerable_option=unanswerable, qa_weight=qa_weight,
-        length_weight=length_weight, timestamp_weight=timestamp_weight, seed=seed,
+        length_weight=length_weight, timestamp_weight=timestamp_weight, wrong_penalty=wrong_penalty,
+        correctness_weight=correctness_weight, seed=seed,
     )  # fmt: skip
     if config.length_weight and not length_tokenizer:
         raise OptionError("--length-weight needs --length-tokenizer (the policy's tokenizer counts the tokens)")
@@ -201,6 +210,8 @@ def serve_command(
     ),
     length_tokenizer: str | None = LENGTH_TOKENIZER,
     timestamp_weight: float | None = TIMESTAMP_WEIGHT,
+    wrong_penalty: float | None = WRONG_PENALTY,
+    correctness_weight: float | None = CORRECTNESS_WEIGHT,
     seed: int | None = SEED,
     modality: Modality = typer.Option(
         "image",
@@ -292,7 +303,8 @@ def serve_command(
     config = reward_config(
         preset, mode=mode, n_questions=n, path=path, prompt=prompt, answer_parse=answer_parse,
         temperature=temperature, shuffle=shuffle, unanswerable_option=unanswerable, qa_weight=qa_weight,
-        length_weight=length_weight, timestamp_weight=timestamp_weight, seed=seed,
+        length_weight=length_weight, timestamp_weight=timestamp_weight, wrong_penalty=wrong_penalty,
+        correctness_weight=correctness_weight, seed=seed,
     )  # fmt: skip
     settings = from_flags(
         ServerSettings,

@@ -24,12 +24,13 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from caprl.readers.base import LetterQuery, LetterScores, Reader, takes_seeds
+from caprl.reward.correctness import verified_share
 from caprl.reward.extract import extract_choice, first_capital_letter
 from caprl.reward.options import DEFAULT_UNANSWERABLE, ShuffledMCQ, sample_questions, shuffle_options
 from caprl.reward.prompt import Messages, PromptTemplate, build_messages
@@ -76,12 +77,20 @@ class RewardConfig(BaseModel):
     """Generate path: ``robust`` reads the answer as ``caprl.reward.extract.extract_choice`` does; ``first_letter``
     takes the first capital A-I in the output, as CapRL does ("I think..." reads as I)."""
     max_new_tokens: int = Field(default=10, ge=1)
+    wrong_penalty: float = Field(default=0.0, ge=0)
+    """What a confidently wrong answer costs: ``hard`` scores +1 right, 0 for "cannot be answered" (or an
+    unreadable answer), -``wrong_penalty`` wrong; ``soft`` scores P(gold) - ``wrong_penalty`` x P(a wrong option).
+    With 0 (CapRL) a guess is free, so a caption that invents a colour loses nothing against one that leaves it
+    out; docs/train.md ("Paying for truth") has the measurements."""
     qa_weight: float = 1.0
     """Weight of the mean per-question score in the reward (CapRL v1's server: 2, rewards in 0-2)."""
     length_weight: float = 0.0
     length_full_until: int = 2048
     length_zero_at: int = 3072
     timestamp_weight: float = 0.0
+    correctness_weight: float = 0.0
+    """Weight of the correctness term (CCCaption-style): the share of the caption's statements a verifier confirms
+    (``caprl.reward.correctness``; shapes-world items carry their ``scene``, checked by ``caprl.synth.truth``)."""
     seed: int = 0
 
     @field_validator("unanswerable_letter")
@@ -112,6 +121,8 @@ class RewardItem(BaseModel):
     id: str | None = None
     caption_tokens: int | None = Field(default=None, ge=0)
     """Length in policy tokens, for the length term (else counted with the engine's ``count_tokens``)."""
+    scene: dict[str, Any] | None = None
+    """The shapes-world scene graph (``Sample.metadata["scene"]``), for the correctness term's verifier."""
 
     @field_validator("mcqs")
     @classmethod
@@ -147,6 +158,7 @@ class RewardResult(BaseModel):
     """Share of questions whose chosen letter was gold, whatever the mode."""
     length: float | None = None
     timestamp: float | None = None
+    correctness: float | None = None
     parse_failures: int = 0
     questions: list[QuestionResult]
 
@@ -273,11 +285,21 @@ class RewardEngine:
         return self.reader.generate(messages, seed=cfg.seed, **kw)
 
     def _question_score(self, chosen: str | None, scores: LetterScores | None, shown: ShuffledMCQ, kind: str):
+        penalty = self.config.wrong_penalty
+        abstain = shown.unanswerable_letter
         if kind == "soft":
             if scores is None:
                 raise ValueError("soft scores need letter probabilities: use path='score'")
-            return scores.prob(shown.gold_letter)
-        return 1.0 if chosen == shown.gold_letter else 0.0
+            gold = scores.prob(shown.gold_letter)
+            if not penalty:
+                return gold
+            wrong = 1.0 - gold - (scores.prob(abstain) if abstain else 0.0)
+            return gold - penalty * max(0.0, wrong)
+        if chosen == shown.gold_letter:
+            return 1.0
+        if chosen is None or chosen == abstain:
+            return 0.0
+        return -penalty
 
     # -- public -----------------------------------------------------------------------------------------------
     def score(self, items: Sequence[RewardItem]) -> list[RewardResult]:
@@ -331,6 +353,10 @@ class RewardEngine:
         if cfg.timestamp_weight and item.modality == "video":
             timestamp = timestamp_stats(item.caption).score
             reward += cfg.timestamp_weight * timestamp
+        correctness = None
+        if cfg.correctness_weight:
+            correctness = verified_share(item)
+            reward += cfg.correctness_weight * correctness
         if not math.isfinite(reward):
             raise ValueError(f"item {item.id!r}: reward is not finite ({reward})")
         return RewardResult(
@@ -340,6 +366,7 @@ class RewardEngine:
             accuracy=accuracy,
             length=length,
             timestamp=timestamp,
+            correctness=correctness,
             parse_failures=sum(q.chosen is None for q in questions),
             questions=questions,
         )

@@ -42,6 +42,11 @@ class ShuffledMCQ:
     def gold_letter(self) -> str:
         return self.labels[self.gold]
 
+    @property
+    def unanswerable_letter(self) -> str | None:
+        """The letter of the added "cannot be answered" option (None when none was added)."""
+        return next((label for label, i in zip(self.labels, self.order, strict=True) if i is None), None)
+
     def labelled_options(self, style: str = "{letter}) {text}") -> list[str]:
         return [style.format(letter=label, text=o) for label, o in zip(self.labels, self.options, strict=True)]
 

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from caprl.data.mcq_text import MCQTextError, mcq_from_choices, mcq_from_text
+from caprl.reward.correctness import NO_SCENE
 from caprl.reward.engine import RewardConfig, RewardItem
 from caprl.reward.judge import JUDGE_SAMPLING
 from caprl.reward.options import check_unanswerable_letter
@@ -28,6 +29,7 @@ from caprl.schema import MAX_OPTIONS, MCQ, FrameSampling
 from caprl.server.judging import JudgeJob, MediaProblem, decode_base64, resolve_media_path
 from caprl.server.protocol import ItemError, ItemInput, JudgeItemInput, RewardOptions
 from caprl.server.settings import ServerSettings
+from caprl.synth.truth import check_caption
 
 _MIN_TEMPERATURE = 1e-3  # below it the sampled letter's softmax underflows to NaN
 _MAX_WEIGHT = 1e3  # keeps reward + weighted terms finite, which the engine checks and fails on otherwise
@@ -129,7 +131,7 @@ def check_config(config: RewardConfig, settings: ServerSettings) -> None:
         raise ValueError(f"max_new_tokens: at most {settings.max_new_tokens} on this server")
     if not _MIN_TEMPERATURE <= config.temperature <= 1e3:
         raise ValueError(f"temperature: must lie in [{_MIN_TEMPERATURE:g}, 1000]")
-    for name in ("length_weight", "timestamp_weight"):
+    for name in ("length_weight", "timestamp_weight", "correctness_weight", "wrong_penalty"):
         value = getattr(config, name)
         if not (math.isfinite(value) and abs(value) <= _MAX_WEIGHT):
             raise ValueError(f"{name}: must be finite and within +-{_MAX_WEIGHT:g}")
@@ -174,9 +176,21 @@ def _mcq(question: str, options: list[str], gold: Any, kind: str | None, field: 
 
 
 def _check_item(
-    caption: str, mcqs: Sequence[MCQ], caption_tokens: int | None, config: RewardConfig, ctx: _Context
+    caption: str,
+    mcqs: Sequence[MCQ],
+    caption_tokens: int | None,
+    config: RewardConfig,
+    ctx: _Context,
+    scene: dict[str, Any] | None = None,
 ) -> None:
     """What the engine would fail on for this item under ``config``."""
+    if config.correctness_weight:
+        if scene is None:
+            raise _ItemProblem("scene", f"required: {NO_SCENE}")
+        try:
+            check_caption(scene, "")
+        except (TypeError, KeyError, ValueError) as exc:
+            raise _ItemProblem("scene", f"not a shapes-world scene graph ({type(exc).__name__}: {exc})") from None
     if len(caption) > ctx.settings.max_caption_chars:
         raise _ItemProblem(
             ctx.caption_field,
@@ -298,10 +312,11 @@ def _rewards_item(raw: Any, config: RewardConfig, ctx: _Context) -> RewardItem:
     mcqs = [
         _mcq(q.question, q.options, q.gold, q.kind, f"mcqs.{j}", f"mcqs.{j}.gold") for j, q in enumerate(given.mcqs)
     ]
-    _check_item(given.caption, mcqs, given.caption_tokens, config, ctx)
+    _check_item(given.caption, mcqs, given.caption_tokens, config, ctx, given.scene)
     return RewardItem(
-        caption=given.caption, mcqs=mcqs, modality=given.modality, id=given.id, caption_tokens=given.caption_tokens
-    )
+        caption=given.caption, mcqs=mcqs, modality=given.modality, id=given.id, caption_tokens=given.caption_tokens,
+        scene=given.scene,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- judge items

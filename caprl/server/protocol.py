@@ -52,6 +52,8 @@ class ItemInput(BaseModel):
     id: str | None = None
     caption_tokens: int | None = Field(default=None, ge=0)
     """Caption length in policy tokens, for the length term (else the server counts, if it can)."""
+    scene: dict[str, Any] | None = None
+    """The shapes-world scene graph (``Sample.metadata["scene"]``): required when ``correctness_weight`` is on."""
     mode: Literal["qa"] = "qa"
     """``"qa"``: the MCQ reward (the default). ``"judge"`` items are ``JudgeItemInput``."""
 

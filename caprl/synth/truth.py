@@ -78,6 +78,9 @@ _V_TERSE = _re(
     r"|A clip of (?:two|a few|several) shapes moving around, one of them"
     r"|Some coloured shapes change over time, including) (.+)\.$"
 )
+_EVENT_PHRASE = _re(
+    rf"^(?:an? (?:{_C}) (?:{_S}) appears|the (?:{_S}) turns (?:{_C})|the (?:{_S}) moves (?:left|right|up|down))$"
+)
 _MENTION = _re(rf"^(an?|{'|'.join(NUMBER_WORDS[1:])}) ({_C}) ({_S})s?$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -151,7 +154,7 @@ def scene_facts(scene: Scene | dict[str, Any]) -> set[str]:
         from caprl.synth.captions import video_captions
 
         keys = {f"sentence:{_norm(s)}" for s in sentences(video_captions(scene)["exhaustive"])}
-        return {k for k in keys if not k.startswith('sentence:the title')} | ({"title"} if scene.title else set())
+        return {k for k in keys if not k.startswith("sentence:the title")} | ({"title"} if scene.title else set())
     out = {"total"} | ({"title"} if scene.title else set())
     for o in scene.objects:
         at = f"{o.row},{o.col}"
@@ -315,7 +318,9 @@ def _then_statement(scene: Scene, text: str, events: str) -> Statement | None:
 
     real = {_norm(_event_phrase(scene, e)) for e in scene.events}
     phrases = [p for p in (x.strip() for x in re.split(r", | and ", events)) if p]
-    form = _re(rf"^(?:an? (?:{_C}) (?:{_S}) appears|the (?:{_S}) turns (?:{_C})|the (?:{_S}) moves (?:left|right|up|down))$")
+    form = _re(
+        rf"^(?:an? (?:{_C}) (?:{_S}) appears|the (?:{_S}) turns (?:{_C})|the (?:{_S}) moves (?:left|right|up|down))$"
+    )
     if not all(form.match(p) for p in phrases):
         return None
     return Statement(text, "event", {"event": all(_norm(p) in real for p in phrases)})
@@ -330,9 +335,7 @@ def check_caption(scene: Scene | dict[str, Any], caption: str) -> CaptionTruth:
     out = CaptionTruth()
     truths: dict[str, str] = {}
     if scene.kind == "video":
-        truths = {
-            k: re.sub(r"^\[[^\]]*\]\s*", "", k.removeprefix("sentence:")) for k in scene_facts(scene) if ":" in k
-        }
+        truths = {k: re.sub(r"^\[[^\]]*\]\s*", "", k.removeprefix("sentence:")) for k in scene_facts(scene) if ":" in k}
     for text in sentences(caption):
         if scene.kind == "video":
             st = _video_statement(scene, text, truths, out.stated)

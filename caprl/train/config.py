@@ -122,6 +122,10 @@ class RewardSettings(_Section):
     length_full_until: int = 2048
     length_zero_at: int = 3072
     timestamp_weight: float = 0.0
+    wrong_penalty: float = Field(default=0.0, ge=0)
+    """What a wrong answer costs against "cannot be answered" (``caprl.reward.engine.RewardConfig``)."""
+    correctness_weight: float = 0.0
+    """Weight of the correctness term: share of the caption's statements verified (shapes world: the scene)."""
     seed: int = 0
     timeout_s: float = Field(default=300.0, gt=0)
 
@@ -142,6 +146,8 @@ class RewardSettings(_Section):
             "length_full_until": self.length_full_until,
             "length_zero_at": self.length_zero_at,
             "timestamp_weight": self.timestamp_weight,
+            "wrong_penalty": self.wrong_penalty,
+            "correctness_weight": self.correctness_weight,
             "seed": self.seed,
         }
 

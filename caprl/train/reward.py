@@ -78,6 +78,10 @@ class StepStats:
     accuracy: list[float] = field(default_factory=list)
     length: list[float] = field(default_factory=list)
     timestamp: list[float] = field(default_factory=list)
+    correctness: list[float] = field(default_factory=list)
+    scenes: list[dict[str, Any]] = field(default_factory=list)
+    """Shapes-world scene graphs of the captions in ``truth_captions``, for the truth figures."""
+    truth_captions: list[str] = field(default_factory=list)
     caption_tokens: list[int] = field(default_factory=list)
     parse_failures: int = 0
     reward_wait_s: float = 0.0
@@ -100,15 +104,34 @@ def _std(xs: Sequence[float]) -> float | None:
     return (sum((x - m) ** 2 for x in xs) / len(xs)) ** 0.5
 
 
+def truth_fields(stats: StepStats) -> dict[str, Any]:
+    """How true this step's captions were (shapes world only: ``caprl.synth.truth``), so a run's curves show
+    precision and hallucination beside the reward; empty when the items carry no scene graph."""
+    if not stats.scenes:
+        return {}
+    from caprl.synth.truth import truth_summary
+
+    t = truth_summary(stats.scenes, [[c] for c in stats.truth_captions])
+    return {
+        "truth_precision": t["precision"],
+        "truth_recall": t["recall"],
+        "truth_hallucination_rate": t["hallucination_rate"],
+        "truth_statements_per_caption": t["statements_per_caption"],
+        "truth_unread_share": t["unread_share"],
+    }
+
+
 def summarize(stats: StepStats) -> dict[str, Any]:
     """The reward fields of a ``metrics.jsonl`` record."""
     return {
+        **truth_fields(stats),
         "reward_mean": _mean(stats.rewards),
         "reward_std": _std(stats.rewards),
         "reward_qa": _mean(stats.qa),
         "reward_accuracy": _mean(stats.accuracy),
         "reward_length": _mean(stats.length),
         "reward_timestamp": _mean(stats.timestamp),
+        "reward_correctness": _mean(stats.correctness),
         "caption_tokens_mean": _mean(stats.caption_tokens),
         "parse_failures": stats.parse_failures,
         "reward_wait_s": round(stats.reward_wait_s, 4),
@@ -153,6 +176,7 @@ class CaptionReward:
                 modality=self.data.items[sid].modality,
                 id=sid,
                 caption_tokens=len(ids),
+                scene=self.data.items[sid].sample.metadata.get("scene"),
             )
             for cap, sid, ids in zip(captions, sample_id, completion_ids, strict=True)
         ]
@@ -168,6 +192,11 @@ class CaptionReward:
         s.accuracy += [r.accuracy for r in results]
         s.length += [r.length for r in results if r.length is not None]
         s.timestamp += [r.timestamp for r in results if r.timestamp is not None]
+        s.correctness += [r.correctness for r in results if r.correctness is not None]
+        for item in items:
+            if item.scene is not None:
+                s.scenes.append(item.scene)
+                s.truth_captions.append(item.caption)
         s.caption_tokens += [len(ids) for ids in completion_ids]
         s.parse_failures += sum(r.parse_failures for r in results)
         s.sample_ids += list(dict.fromkeys(sample_id))  # one entry per prompt, in batch order

@@ -53,6 +53,7 @@ OPTION_KEYS = (
     "length_full_until",
     "length_zero_at",
     "timestamp_weight",
+    "wrong_penalty",
     "seed",
 )
 # CapRL++'s reward function reads these environment variables; a launch script that sets them keeps working.
