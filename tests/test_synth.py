@@ -225,3 +225,29 @@ def test_output_is_identical_across_processes_and_hash_seeds():
         run = subprocess.run([sys.executable, "-c", _FINGERPRINT], capture_output=True, text=True, env=env, check=True)
         digests.add(run.stdout.strip())
     assert len(digests) == 1
+
+
+def test_absence_questions_probe_absent_objects_without_changing_the_rest():
+    from caprl.synth import make_image_sample
+    from caprl.synth.check import answer_is_true
+
+    added = about_objects = 0
+    for i in range(40):
+        plain, _ = make_image_sample(i, seed=4)
+        more, _ = make_image_sample(i, seed=4, absence=True)
+        n = len(plain.mcqs)
+        assert [m.model_dump() for m in more.mcqs[:n]] == [m.model_dump() for m in plain.mcqs]
+        scene = more.metadata["scene"]
+        for mcq, query in zip(more.mcqs[n:], more.metadata["queries"][n:], strict=True):
+            assert mcq.kind == "count" and mcq.options[mcq.gold] == "0"
+            # The colour-shape pair asked about is absent, while the shape itself is in the scene (a near miss).
+            assert not any(o["colour"] == query["colour"] and o["shape"] == query["shape"] for o in scene["objects"])
+            assert any(o["shape"] == query["shape"] for o in scene["objects"])
+            assert sum(answer_is_true(scene, query, o) for o in mcq.options) == 1
+        questions = [m.question for m in more.mcqs]
+        assert len(set(questions)) == len(questions)
+        objects = sum(q["kind"] in ("attribute", "position", "text") for q in plain.metadata["queries"])
+        assert len(more.mcqs) - n <= objects
+        added += len(more.mcqs) - n
+        about_objects += objects
+    assert added >= 0.6 * about_objects  # as many as there are near misses to ask about, up to one per object question

@@ -140,6 +140,11 @@ def demo_command(
     n_train: int = typer.Option(DemoSettings.n_train, min=1, help="Shapes-world training images."),
     n_heldout: int = typer.Option(DemoSettings.n_heldout, min=2, help="Held-out images for before/after."),
     eval_k: int = typer.Option(DemoSettings.eval_k, min=1, help="Captions per held-out image (Prism uses 4)."),
+    absence_questions: bool = typer.Option(
+        DemoSettings.absence_questions,
+        "--absence-questions/--no-absence-questions",
+        help="Training images also ask about absent objects, as often as about present ones.",
+    ),
     style_steps: int = typer.Option(DemoSettings.style_steps, min=1, help="Warm-up steps on the terse-heavy mix."),
     config: Path = typer.Option(DEMO_CONFIG, "--config", help="GRPO settings (a caprl train config)."),
     steps: int | None = typer.Option(None, min=1, help="GRPO steps [default: the config's optim.max_steps]."),
@@ -173,6 +178,7 @@ def demo_command(
     overrides = [*([f"optim.max_steps={steps}"] if steps is not None else []), *set_]
     settings = DemoSettings(
         out=out, seed=seed, reader=reader, n_train=n_train, n_heldout=n_heldout, eval_k=eval_k,
+        absence_questions=absence_questions,
         style_steps=style_steps, config=config, overrides=overrides, shipped_captioner=not pretrain,
     )  # fmt: skip
     progress = Progress(

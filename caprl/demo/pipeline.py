@@ -39,6 +39,9 @@ class DemoSettings:
     """Catalog name, folder or .gguf file (default: the default catalog reader)."""
     n_train: int = 200
     n_heldout: int = 24
+    absence_questions: bool = False
+    """Training images also ask about absent objects, as often as about present ones (``caprl.synth.questions``);
+    the held-out set is unchanged, so M_Acc stays comparable."""
     eval_k: int = 1
     seeing: SeeingSettings = field(default_factory=SeeingSettings)
     """The captioner's pretraining (``caprl.demo.captioner``): shipped for the defaults, else once per setting,
@@ -130,7 +133,9 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
     clock = Clock()
 
     with clock.stage("world"):
-        train_dir = generate_image_dataset(s.n_train, out / "shapes-train", seed=s.seed, progress=False)
+        train_dir = generate_image_dataset(
+            s.n_train, out / "shapes-train", seed=s.seed, progress=False, absence=s.absence_questions
+        )
         eval_dir = generate_image_dataset(s.n_heldout, out / "shapes-heldout", seed=s.seed + 1000, progress=False)
         train_ds, eval_ds = read_dataset(train_dir), read_dataset(eval_dir)
     n_questions = sum(len(x.mcqs) for x in eval_ds.samples)

@@ -308,10 +308,28 @@ def video_candidates(scene: Scene) -> list[Candidate]:
 # --- selection ------------------------------------------------------------------------------------------------
 
 
-def make_mcqs(scene: Scene, *, n: int | None = None, seed: int | None = None) -> tuple[list[MCQ], list[dict[str, Any]]]:
+def absence_candidates(scene: Scene) -> list[Candidate]:
+    """Per object, "How many <colour> <shape>s are there?" for its shape in a colour no object of that shape has
+    (gold 0): the near miss a captioner invents when it gets a colour wrong."""
+    out = []
+    for o in scene.objects:
+        taken = {x.colour for x in scene.objects if x.shape == o.shape}
+        free = [c for c in COLOUR_NAMES if c not in taken]
+        colour = random.Random(f"shapes-absence:{scene.seed}:{o.id}").choice(free)
+        q = f"How many {colour} {plural(o.shape)} are there?"
+        query = {"kind": "count", "colour": colour, "shape": o.shape}
+        out.append(Candidate(query, q, "0", [str(x) for x in range(10)], _near_numbers(0) + ["1"]))
+    return out
+
+
+def make_mcqs(
+    scene: Scene, *, n: int | None = None, seed: int | None = None, absence: bool = False
+) -> tuple[list[MCQ], list[dict[str, Any]]]:
     """MCQs for a scene and their queries (parallel lists): one of each available kind first, then a random mix.
 
-    ``n`` defaults to 6-8 (seeded); ``seed`` defaults to the scene's seed.
+    ``n`` defaults to 6-8 (seeded); ``seed`` defaults to the scene's seed. ``absence`` (images) adds one question
+    about an absent object (:func:`absence_candidates`) per question about a present one (attribute, position,
+    text), so an invented object is asked about as often as a real one; the other questions stay as without it.
     """
     rng = random.Random(f"shapes-mcq:{scene.kind}:{scene.seed if seed is None else seed}")
     kinds = VIDEO_KINDS if scene.kind == "video" else IMAGE_KINDS
@@ -342,4 +360,13 @@ def make_mcqs(scene: Scene, *, n: int | None = None, seed: int | None = None) ->
         seen.add(c.question)
         mcqs.append(mcq)
         queries.append(c.query)
+    if absence and scene.kind == "image":
+        about_objects = sum(q["kind"] in ("attribute", "position", "text") for q in queries)
+        arng = random.Random(f"shapes-absence-mcq:{scene.seed if seed is None else seed}")
+        pool = list({c.question: c for c in absence_candidates(scene) if c.question not in seen}.values())
+        for c in arng.sample(pool, min(about_objects, len(pool))):
+            mcq = _to_mcq(arng, c)
+            if mcq is not None:
+                mcqs.append(mcq)
+                queries.append(c.query)
     return mcqs, queries

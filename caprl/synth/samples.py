@@ -45,10 +45,13 @@ def _metadata(scene: Scene, queries: list[dict[str, Any]], seed: int, index: int
     }
 
 
-def make_image_sample(index: int = 0, *, seed: int = 0, size: int = 224) -> tuple[Sample, bytes]:
-    """Item ``index`` of the image dataset with ``seed``: the Sample and its PNG bytes (not written anywhere)."""
+def make_image_sample(
+    index: int = 0, *, seed: int = 0, size: int = 224, absence: bool = False
+) -> tuple[Sample, bytes]:
+    """Item ``index`` of the image dataset with ``seed``: the Sample and its PNG bytes (not written anywhere).
+    ``absence`` adds questions about absent objects (``caprl.synth.questions.make_mcqs``)."""
     scene = make_image_scene(item_seed(seed, index, "image"), size=size)
-    mcqs, queries = make_mcqs(scene)
+    mcqs, queries = make_mcqs(scene, absence=absence)
     sid = image_sample_id(seed, index)
     sample = Sample(
         id=sid,
@@ -144,18 +147,21 @@ def clear_previous(out: Path) -> int:
 
 
 def generate_image_dataset(
-    n: int, out_dir: str | Path, *, seed: int = 0, size: int = 224, progress: bool = True
+    n: int, out_dir: str | Path, *, seed: int = 0, size: int = 224, progress: bool = True, absence: bool = False
 ) -> Path:
-    """Write ``n`` shapes images (``media/images/*.png``) and ``samples.parquet`` to ``out_dir``; returns the dir."""
+    """Write ``n`` shapes images (``media/images/*.png``) and ``samples.parquet`` to ``out_dir``; returns the dir.
+    ``absence``: also ask about absent objects, as often as about present ones (``make_mcqs``)."""
     _check_n(n)
     out = Path(out_dir)
     clear_previous(out)
     samples = []
     for i in _track(range(n), n, "shapes images", progress):
-        sample, png = make_image_sample(i, seed=seed, size=size)
+        sample, png = make_image_sample(i, seed=seed, size=size, absence=absence)
         _write(out / str(sample.media.path), png)
         samples.append(sample)
     manifest = {"source": "caprl.synth", "world": "shapes", "modality": "image", "seed": seed, "size": size}
+    if absence:
+        manifest["absence_questions"] = True
     write_dataset(samples, out, manifest=manifest)
     return out
 
