@@ -168,9 +168,10 @@ def _math(prediction: str | None, item: EvalItem) -> dict[str, float]:
     return {"score": verify_math(prediction or "", f"${gold_text(item)}$")}
 
 
-def _chart(use_anls: bool):
+def _chart(use_anls: bool, last_turn: bool = False):
     def score(prediction: str | None, item: EvalItem) -> dict[str, float]:
-        sol = f"${gold_text(item)}$"
+        # ChartQAPro's gold is its last turn's answer (earlier turns are shown in the question)
+        sol = f"${item.answers[-1] if last_turn else gold_text(item)}$"
         content = prediction or ""
         return {"score": max(verify_chart(content, sol, use_anls=use_anls), verify_math(content, sol))}
 
@@ -185,7 +186,7 @@ def scorings() -> list[Scoring]:
     common: dict[str, Any] = dict(answer=_raw, reading=READING, readable=readable, source=src)
     return [
         Scoring("caprl-paper", "chartqa", score=_chart(False), **common),
-        Scoring("caprl-paper", "chartqapro", score=_chart(False), **common),
+        Scoring("caprl-paper", "chartqapro", score=_chart(False, last_turn=True), **common),
         Scoring("caprl-paper", "infovqa", score=_chart(True), **common),
         Scoring("caprl-paper", "mmstar", score=_math, **common),
         Scoring("caprl-paper", "seedbench", score=_math, **common),
