@@ -180,3 +180,49 @@ def test_fixtures_match_upstream_code_live():
 
     live = regenerate.expected(dirs["lmms"], dirs["vlmevalkit"], dirs["caprl"])
     assert json.loads(json.dumps(live)) == EXPECTED
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+
+
+def test_rescoring_the_same_reads_with_another_profile(tmp_path):
+    """One caption and read pass; the score stage then runs under caprl's profile and lmms-eval's on the same
+    reads (no reader), the report names the profile, and caprl-paper (its own prompt) needs its own reads."""
+    from PIL import Image
+
+    from caprl.eval import DataPaths, StageError, run_prism
+
+    root = tmp_path / "chartqa" / "test"
+    (root / "png").mkdir(parents=True)
+    rows = [{"imgname": f"{i}.png", "query": f"Value {i}?", "label": "17"} for i in range(3)]
+    (root / "test_human.json").write_text(json.dumps(rows))
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / "png" / f"{i}.png")
+
+    class Captioner:
+        name = "cap"
+
+        def caption(self, requests, settings=None):
+            return [["A bar chart." for _ in range(settings.n)] for _ in requests]
+
+    class Reader:
+        name = "reader"
+
+        def generate(self, prompts, **kw):
+            said = ["Answer: 17", "**17**", "17"]
+            return [said[int(p[-1]["content"].split("Value ")[1][0])] for p in prompts]
+
+    paths = DataPaths(data={"chartqa": str(tmp_path / "chartqa")}, env={})
+    cfg = PrismConfig(benchmarks=["chartqa"], out=tmp_path / "out", captioner="cap", reader="reader", k=1,
+                      baseline=False, bootstrap=100)  # fmt: skip
+    first = run_prism(cfg, captioner=Captioner(), reader=Reader(), paths=paths)
+    assert first["benchmarks"][0]["m_acc"] == 1.0 and first["benchmarks"][0]["profile"] == "caprl"
+
+    lmms = run_prism(cfg.model_copy(update={"stage": "score", "profile": "lmms-eval"}), paths=paths)
+    [bench] = lmms["benchmarks"]
+    assert bench["profile"] == "lmms-eval" and bench["m_acc"] == pytest.approx(1 / 3)  # only the bare "17"
+    assert "scoring profile: `lmms-eval`" in (tmp_path / "out" / "report.md").read_text()
+    assert "scoring profile <b>lmms-eval</b>" in (tmp_path / "out" / "report.html").read_text()
+
+    with pytest.raises(StageError, match="read stage"):
+        run_prism(cfg.model_copy(update={"stage": "score", "profile": "caprl-paper"}), paths=paths)
