@@ -45,6 +45,9 @@ MCQ_OUTPUTS = [
     "</think><answer>\\boxed{B}</answer>",
     "<think>hm</think> <answer> \\boxed{B} </answer>",
     "<think>hm</think><answer>\\boxed{A}</answer>",
+    "Best option: C",  # VLMEvalKit's Video-MME prefix list lacks a comma: "Best" keeps its B
+    "Best answer: A",
+    "The best option is D",
 ]
 
 MCQ_ITEM = {"question": "How many dogs are there?", "options": ["one", "two", "three", "four"], "gold": 1}
