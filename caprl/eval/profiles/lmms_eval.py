@@ -57,9 +57,9 @@ _PRIORITY.update({"space": 2, "fallback": 0})
 
 
 def extract_mcq_answer(response: str, choices: str = "ABCDEFGH") -> str:
-    """The letter lmms-eval reads from ``response`` ("" for none). Every format is a plain substring test, so a
-    capital letter anywhere counts: "A or B" reads B (the last "X " before the end... see docs/eval.md), and the
-    fallback takes any capital choice letter in any word."""
+    """The letter lmms-eval reads from ``response`` ("" for none). Every format is a plain substring test, ranked
+    (start of text first, then end, answer phrase, "(B)", "B.", "B:", "B)", "B "), so "A or B" reads A, and the
+    fallback takes any capital choice letter inside any word."""
     if not response or not response.strip():
         return ""
     text = response.strip()
