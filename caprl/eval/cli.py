@@ -122,6 +122,12 @@ def prism_command(
     compare: str | None = typer.Option(None, help="Also compare with this captioner's records in --out (paired)."),
     bootstrap: int = typer.Option(2000, help="Bootstrap resamples for the 95% intervals."),
     html_items: int = typer.Option(24, min=0, help="Questions per benchmark shown in report.html."),
+    profile: str = typer.Option(
+        "caprl",
+        "--profile",
+        help="Scoring profile: caprl (default), lmms-eval, vlmevalkit, or caprl-paper (CapRL's image Prism: its "
+        "reader prompt, sampling and scoring; needs math-verify). See docs/eval.md, 'Scoring profiles'.",
+    ),
 ) -> None:
     """Caption, read and score: the Prism evaluation of a captioner.
 
@@ -185,6 +191,7 @@ def prism_command(
         read_batch=read_batch,
         compare=compare,
         bootstrap=bootstrap,
+        profile=profile,
     )
     from caprl.eval.benchmarks import REGISTRY
 
@@ -193,6 +200,13 @@ def prism_command(
         raise OptionError(
             f"--benchmark: unknown {', '.join(unknown)}", hint=f"known: {', '.join(REGISTRY)} (caprl eval list)"
         )
+    from caprl.eval.profiles import ProfileError, scoring
+
+    for b in cfg.benchmarks:
+        try:
+            scoring(cfg.profile, b)
+        except ProfileError as exc:
+            raise OptionError(f"--profile {cfg.profile}: {exc}") from None
 
     def make_captioner():
         assert captioner is not None

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from caprl.eval.types import stable_id
 from caprl.schema import FrameSampling
@@ -58,6 +58,19 @@ class PrismConfig(BaseModel):
     records are named ``captioner``. ``k`` defaults to the captions per medium the file holds."""
     html_items: int = Field(default=24, ge=0)
     """Questions per benchmark shown in ``report.html`` (a stable sample)."""
+    profile: str = "caprl"
+    """Scoring profile (``caprl.eval.profiles``): ``caprl`` (default), ``lmms-eval``, ``vlmevalkit`` or
+    ``caprl-paper`` (which also sets the reader prompt and sampling, so its reads are separate records)."""
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        from caprl.eval.profiles import ProfileError, check_profile
+
+        try:
+            return check_profile(value)
+        except ProfileError as exc:  # a ValueError, so pydantic (and the CLI) name the field
+            raise ValueError(str(exc)) from None
 
     def sampling(self) -> FrameSampling | None:
         return None if self.frames is None else FrameSampling(num_frames=self.frames, max_frames=self.frames)

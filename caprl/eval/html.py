@@ -356,7 +356,8 @@ def render(report: dict[str, Any], samples: dict[str, list[dict[str, Any]]]) -> 
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Prism report</title>'
         f"<style>{STYLE}</style></head><body><header><h1>Prism evaluation</h1>"
         f"<p>captioner <b>{escape(str(cfg['captioner']))}</b> read by <b>{escape(str(cfg['reader']))}</b> "
-        f"({escape(str(cfg['read_mode']))} mode){compare}</p>"
+        f"({escape(str(cfg['read_mode']))} mode){compare} · scoring profile "
+        f"<b>{escape(str(cfg.get('profile', 'caprl')))}</b></p>"
         "<p>M_Acc averages each question's scores over its captions, BoN takes its best caption</p>"
         f"<nav>{nav}</nav></header>{''.join(sections)}<script>{SCRIPT}</script></body></html>\n"
     )

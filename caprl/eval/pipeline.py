@@ -17,6 +17,7 @@ from caprl.eval.config import Lazy, PrismConfig
 from caprl.eval.data import DataPaths
 from caprl.eval.external import import_captions
 from caprl.eval.html import html_samples, write_html
+from caprl.eval.profiles import scoring
 from caprl.eval.read import run_read_stage
 from caprl.eval.report import benchmark_report, write_report
 from caprl.eval.score import run_score_stage
@@ -42,6 +43,8 @@ def run_prism(
     paths = paths or DataPaths()
     say = log or (lambda _msg: None)
     benches = [get_benchmark(b) for b in cfg.benchmarks]
+    for bench in benches:  # a profile that does not cover a benchmark stops the run before any work
+        scoring(cfg.profile, bench.name)
     for bench in benches:  # every benchmark's data is found before any model loads or any work is done
         if not bench.builtin:
             bench.locate(paths, cfg.out)
@@ -78,6 +81,8 @@ def run_prism(
                     other=None if other is None else other.scores,
                     other_name=run.compare,
                     judge_failures=outcome.judge_failures,
+                    profile=run.profile,
+                    aggregate=scoring(run.profile, bench.name).aggregate,
                 )
             )
             samples[bench.name] = html_samples(bench, items, run, outcome, other)

@@ -15,9 +15,10 @@ from caprl.errors import CaprlError
 from caprl.eval.benchmarks.base import Benchmark
 from caprl.eval.caption import Progress, caption_index, unit_id
 from caprl.eval.config import Lazy, PrismConfig
+from caprl.eval.profiles import scoring
 from caprl.eval.records import AppendLog
 from caprl.eval.types import EvalItem, ReadRecord, stable_id
-from caprl.readers.base import LetterQuery, Reader
+from caprl.readers.base import LetterQuery, Reader, takes_seeds
 
 BLIND = "blind"
 
@@ -37,6 +38,14 @@ class ReadTask:
 
 def read_id(caption_id: str, question_id: str, reader: str, read_config: str) -> str:
     return stable_id(caption_id, question_id, reader, read_config)
+
+
+def read_config(bench: Benchmark, cfg: PrismConfig) -> str:
+    """The reading configuration the records are keyed by: caprl's prompts and mode, or the profile's reading."""
+    reading = scoring(cfg.profile, bench.name).reading
+    if reading is not None:
+        return f"generate:{reading.key}"
+    return cfg.read_config(bench.mcq_instruction, bench.open_instruction)
 
 
 def reads_log(cfg: PrismConfig, bench: str) -> AppendLog[ReadRecord]:
@@ -70,12 +79,12 @@ def run_read_stage(
     if cfg.reader is None:
         raise StageError("the read stage needs a reader name (--reader)")
     log = reads_log(cfg, bench.name)
-    read_config = cfg.read_config(bench.mcq_instruction, bench.open_instruction)
+    config = read_config(bench, cfg)
     tasks = read_tasks(bench, items, cfg, cfg.captioner)
     if cfg.baseline:
         tasks += [ReadTask(item, "", BLIND, BLIND, -1) for item in items]
     done = log.ids()
-    todo = [t for t in tasks if read_id(t.caption_id, t.item.id, cfg.reader, read_config) not in done]
+    todo = [t for t in tasks if read_id(t.caption_id, t.item.id, cfg.reader, config) not in done]
     if progress:
         progress("read", bench.name, 0, len(todo))
     if not todo:
@@ -84,7 +93,7 @@ def run_read_stage(
     written = 0
     for start in range(0, len(todo), cfg.read_batch):
         chunk = todo[start : start + cfg.read_batch]
-        records = _read_chunk(bench, chunk, cfg, model, read_config)
+        records = _read_chunk(bench, chunk, cfg, model, config)
         written += log.append(records)
         if progress:
             progress("read", bench.name, len(chunk), len(todo))
@@ -95,8 +104,10 @@ def _read_chunk(
     bench: Benchmark, chunk: list[ReadTask], cfg: PrismConfig, model: Reader, read_config: str
 ) -> list[ReadRecord]:
     assert cfg.reader is not None
-    scored = [t for t in chunk if t.item.is_mcq and cfg.read_mode == "score"]
-    generated = [t for t in chunk if not (t.item.is_mcq and cfg.read_mode == "score")]
+    reading = scoring(cfg.profile, bench.name).reading
+    letters = cfg.read_mode == "score" and reading is None  # a profile's reading always generates
+    scored = [t for t in chunk if t.item.is_mcq and letters]
+    generated = [t for t in chunk if not (t.item.is_mcq and letters)]
     records: list[ReadRecord] = []
 
     def record(t: ReadTask, mode: str, output: str, **kw: object) -> ReadRecord:
@@ -119,7 +130,22 @@ def _read_chunk(
         for t, s in zip(scored, model.score_letters(queries), strict=True):
             probs = {letter: round(float(p), 6) for letter, p in zip(s.letters, s.probs, strict=True)}
             records.append(record(t, "score", s.argmax, probs=probs, letter_mass=round(s.letter_mass, 6)))
-    if generated:
+    if generated and reading is not None:
+        # Sampled (CapRL's reader runs at temperature 1): each read gets its own seed, fixed by what it reads, so a
+        # rerun of a killed read stage gives the same answers.
+        kwargs: dict[str, object] = {}
+        if takes_seeds(model):
+            kwargs["seeds"] = [
+                int(read_id(t.caption_id, t.item.id, str(cfg.seed), read_config)[:8], 16) for t in generated
+            ]
+        texts = model.generate(
+            [reading.messages(t.caption, t.item) for t in generated],
+            max_new_tokens=reading.max_new_tokens,
+            temperature=reading.temperature,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        records.extend(record(t, "generate", text) for t, text in zip(generated, texts, strict=True))
+    elif generated:
         texts = model.generate(
             [bench.messages(t.caption, t.item) for t in generated],
             max_new_tokens=cfg.read_max_new_tokens,

@@ -48,6 +48,16 @@ def summarise(scores: Sequence[ItemScore], *, n_boot: int, seed: int) -> dict[st
     return out
 
 
+def profiled(summary: dict[str, Any], scores: Sequence[ItemScore], how: str, *, n_boot: int, seed: int) -> None:
+    """Replace M_Acc, BoN, the no-caption figure and the interval with the profile's aggregate (e.g. lmms-eval's
+    mean of L2-category means); the plain mean over questions stays as ``m_acc_questions``."""
+    from caprl.eval.profiles import aggregate_bootstrap, aggregate_figures
+
+    summary["m_acc_questions"] = summary["m_acc"]
+    summary.update(aggregate_figures(scores, how))  # type: ignore[arg-type]
+    summary["ci95"] = aggregate_bootstrap(scores, how, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
+
+
 def compare(a: Sequence[ItemScore], b: Sequence[ItemScore], *, name_b: str, n_boot: int, seed: int) -> dict[str, Any]:
     """Paired comparison on the questions both captioners were scored on: M_Acc(a) - M_Acc(b) with a clustered
     bootstrap interval of the per-question differences."""
@@ -73,6 +83,8 @@ def benchmark_report(
     other: Sequence[ItemScore] | None = None,
     other_name: str | None = None,
     judge_failures: int = 0,
+    profile: str = "caprl",
+    aggregate: str = "mean",
 ) -> dict[str, Any]:
     report = {
         "benchmark": bench.name,
@@ -82,13 +94,20 @@ def benchmark_report(
         "k": k,
         **summarise(scores, n_boot=n_boot, seed=seed),
         "judge_failures": judge_failures,
+        "profile": profile,
+        "aggregate": aggregate,
     }
+    if aggregate != "mean":
+        profiled(report, scores, aggregate, n_boot=n_boot, seed=seed)
     by_cat: dict[str, list[ItemScore]] = defaultdict(list)
     for s in scores:
         for c in category_list(s.category) or ["-"]:
             by_cat[c].append(s)
     if len(by_cat) > 1:
         report["categories"] = {c: summarise(v, n_boot=n_boot, seed=seed) for c, v in sorted(by_cat.items())}
+        if aggregate != "mean":
+            for c, v in by_cat.items():
+                profiled(report["categories"][c], v, aggregate, n_boot=n_boot, seed=seed)
     if other is not None:
         report["compare"] = compare(scores, other, name_b=other_name or "other", n_boot=n_boot, seed=seed)
     return report
@@ -171,6 +190,7 @@ def markdown(report: dict[str, Any]) -> str:
         if not cfg.get("captions")
         else f"- captions: {cfg['k']} per unit, read from `{cfg['captions']}`; 95% CI: bootstrap over media",
         "- scores in % (MMBench-Video: judge score 0-3)",
+        f"- scoring profile: `{cfg.get('profile', 'caprl')}`",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|",

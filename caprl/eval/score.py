@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from caprl.data.io import atomic_write
 from caprl.eval.benchmarks.base import Benchmark
 from caprl.eval.caption import Progress, caption_index, unit_id
 from caprl.eval.config import Lazy, PrismConfig
 from caprl.eval.metrics.judge import JudgeModel, JudgeNotConfigured, not_configured_message
-from caprl.eval.read import BLIND, StageError, read_id, reads_log
+from caprl.eval.profiles import Scoring, scoring
+from caprl.eval.read import BLIND, StageError, read_config, read_id, reads_log
 from caprl.eval.records import AppendLog
 from caprl.eval.types import EvalItem, ItemScore, JudgeRecord, ReadRecord, stable_id
 
@@ -62,14 +63,15 @@ def run_score_stage(
     if cfg.reader is None:
         raise StageError("the score stage needs a reader name (--reader)")
     captioner = captioner or cfg.captioner
-    read_config = cfg.read_config(bench.mcq_instruction, bench.open_instruction)
+    rules = scoring(cfg.profile, bench.name)
+    config = read_config(bench, cfg)
     reads = reads_log(cfg, bench.name).by_id()
     index = caption_index(bench, items, cfg, captioner)
     if any(r is None for recs in index.values() for r in recs):
         raise StageError(f"{bench.name}: captions by {captioner!r} are missing: run --stage caption first")
 
     def find(caption_id: str, item: EvalItem) -> ReadRecord:
-        rec = reads.get(read_id(caption_id, item.id, cfg.reader or "", read_config))
+        rec = reads.get(read_id(caption_id, item.id, cfg.reader or "", config))
         if rec is None:
             raise StageError(
                 f"{bench.name}: question {item.id!r} has not been read by {cfg.reader!r} from caption "
@@ -95,19 +97,20 @@ def run_score_stage(
         for j, cid in plan:
             key = (item.id, j)
             if cid is None:  # the caption failed (its media could not be loaded): the question scores 0
-                values[key], parsed[key] = bench.metric.score(None, item), True
+                values[key] = {"score": 0.0, **dict.fromkeys(bench.metric.extras, 0.0)}
+                parsed[key] = True
                 continue
             read = find(cid, item)
-            prediction = bench.answer(read.output, item, read.mode)
+            prediction = rules.answer(read.output, item, read.mode)
             used[key], predictions[key] = read, prediction
-            parsed[key] = prediction is not None
+            parsed[key] = rules.parsed(prediction)
             if prediction is not None and bench.metric.judged(item):
                 pending.append((key, _Pending(read, item, prediction)))
             else:
-                values[key] = bench.metric.score(prediction, item)
+                values[key] = rules.score(prediction, item)
     outcome = ScoreOutcome(scores=[], captioner=captioner, reads=used, predictions=predictions)
     if pending:
-        _judge(bench, cfg, judge, pending, values, outcome, progress)
+        _judge(bench, rules, cfg, judge, pending, values, outcome, progress)
 
     for item in items:
         k_values = [values[(item.id, j)] for j in range(cfg.k)]
@@ -122,7 +125,9 @@ def run_score_stage(
                 parsed=[parsed[(item.id, j)] for j in range(cfg.k)],
                 caption_errors=errors[item.id],
                 blind=values[(item.id, -1)]["score"] if cfg.baseline else None,
+                blind_parsed=parsed.get((item.id, -1)) if cfg.baseline else None,
                 extras=extras,
+                group=rules.group_of(item) if rules.aggregate != "mean" else None,
             )
         )
     if write:
@@ -134,6 +139,7 @@ def run_score_stage(
 
 def _judge(
     bench: Benchmark,
+    rules: Scoring,
     cfg: PrismConfig,
     judge: Lazy,
     pending: list[tuple[tuple[str, int], _Pending]],
@@ -143,6 +149,9 @@ def _judge(
 ) -> None:
     spec = bench.metric.judge
     assert spec is not None
+    if rules.judge_tag:
+        # The profile shows the judge another answer text (e.g. with its <think> block): its own verdicts.
+        spec = replace(spec, name=f"{spec.name}@{rules.judge_tag}")
     log = judge_log(cfg, bench.name)
     # Verdicts already on disk (under this rubric) still count; only new answers need the judge.
     verdicts = {r.read_id: r for r in log if r.prompt_sha == spec.prompt_sha}
@@ -175,6 +184,9 @@ def _judge(
                 progress("judge", bench.name, len(chunk), len(todo))
     for key, p in pending:
         verdict = verdicts[p.read.read_id]
-        if verdict.score is None:
+        if rules.judge_reply is None and verdict.score is None:
             outcome.judge_failures += 1
-        values[key] = {"score": verdict.score or 0.0}
+        score = verdict.score if rules.judge_reply is None else rules.judge_reply(verdict.raw)
+        if rules.judge_reply is not None and score is None:
+            outcome.judge_failures += 1
+        values[key] = {"score": score or 0.0}

@@ -138,3 +138,7 @@ class ItemScore(BaseModel):
     blind: float | None = None
     extras: dict[str, list[float]] = Field(default_factory=dict)
     """Secondary metrics per caption sample (e.g. TimeLens R1@0.5)."""
+    group: str | None = None
+    """The group a scoring profile's aggregate averages over (lmms-eval's MMStar: the L2 category)."""
+    blind_parsed: bool | None = None
+    """Whether an answer could be read from the no-caption output (None: no baseline)."""

@@ -31,6 +31,8 @@ def load(ctx: LoadContext) -> Iterator[EvalItem]:
             options=options,
             answer=pick(row, "answer"),
             category=pick(row, "category"),
+            # lmms-eval's MMStar average is the mean of the L2-category means (its scoring profile needs them)
+            extra={"l2_category": pick(row, "l2_category", "l2-category")},
         )
 
 

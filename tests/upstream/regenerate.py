@@ -1,0 +1,369 @@
+"""Compute the conformance fixtures' expected scores by running the upstream harnesses' own functions.
+
+    python tests/upstream/regenerate.py LMMS_EVAL_GIT VLMEVALKIT_GIT CAPRL_GIT [--check]
+
+Each argument is a git directory (a clone or bare mirror) of EvolvingLMMs-Lab/lmms-eval, open-compass/VLMEvalKit
+and InternLM/CapRL holding the pinned commits below. The functions are read from those commits by name (nothing
+upstream is copied into this repository: the source is taken from the git objects at run time) and executed with
+stub modules for the few imports they make. The scores go to ``tests/fixtures/prism/profiles/expected.json``;
+``--check`` compares instead of writing. ``tests/test_eval_profiles.py`` asserts caprl's profiles give the same
+scores, and reruns this against the upstream code when ``CAPRL_UPSTREAM_GIT`` names the three directories
+(``lmms=...,vlmevalkit=...,caprl=...``).
+
+Licences of the code run here: lmms-eval MIT, VLMEvalKit Apache-2.0, CapRL Apache-2.0.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from profile_cases import cases  # noqa: E402
+
+COMMITS = {
+    "lmms-eval": "75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3",
+    "vlmevalkit": "e8e78f05f3080fe28154f2130321f17951c3be94",
+    "caprl-paper": "9bbc1bb7d8e8cd2457bfc77ce64b92fb992a7f83",
+}
+EXPECTED = HERE.parent / "fixtures" / "prism" / "profiles" / "expected.json"
+LETTERS = "ABCDEFGHIJ"
+
+
+def source(git_dir: str, commit: str, path: str) -> str:
+    return subprocess.run(
+        ["git", f"--git-dir={git_dir}", "show", f"{commit}:{path}"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def definitions(text: str, *names: str) -> str:
+    """The source of the named top-level functions and assignments, in file order."""
+    tree = ast.parse(text)
+    out = []
+    for node in tree.body:
+        name = getattr(node, "name", None)
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+        if name in names:
+            out.append(ast.get_source_segment(text, node))
+    found = {getattr(n, "name", None) for n in tree.body} | {
+        n.targets[0].id for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+    }
+    missing = set(names) - found
+    if missing:
+        raise KeyError(f"not found upstream: {sorted(missing)}")
+    return "\n\n".join(o for o in out if o)
+
+
+def run(code: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    exec(compile(code, "<upstream>", "exec"), namespace)  # noqa: S102 - the pinned upstream functions, by design
+    return namespace
+
+
+class _Log:
+    def __getattr__(self, name: str):
+        return lambda *a, **k: None
+
+
+def module(name: str, namespace: dict[str, Any]) -> None:
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    sys.modules[name].__dict__.update(namespace)
+
+
+# ----------------------------------------------------------------------------------------------- lmms-eval
+
+
+def lmms_eval(git: str) -> dict[str, Any]:
+    c = COMMITS["lmms-eval"]
+    mcq = run(source(git, c, "lmms_eval/tasks/_task_utils/mcq_extract.py"), {"__name__": "mcq_extract"})
+    module("lmms_eval.tasks._task_utils.mcq_extract", mcq)
+    base = {"re": re, "eval_logger": _Log(), "defaultdict": __import__("collections").defaultdict}
+    mmstar = run(
+        definitions(
+            source(git, c, "lmms_eval/tasks/mmstar/utils.py"),
+            "exact_match",
+            "mmstar_process_results",
+            "mmstar_aggregate_results",
+        ),
+        dict(base),
+    )
+    seed = run(
+        definitions(
+            source(git, c, "lmms_eval/tasks/seedbench/utils.py"), "seed_process_result", "seed_aggregation_result"
+        ),
+        dict(base),
+    )
+    mvb = run(
+        definitions(
+            source(git, c, "lmms_eval/tasks/mvbench/utils.py"),
+            "mcq_acc",
+            "mvbench_process_results",
+            "mvbench_aggregate_results",
+        ),
+        {**base, "string": __import__("string")},
+    )
+    vme = run(definitions(source(git, c, "lmms_eval/tasks/videomme/utils.py"), "extract_characters_regex"), dict(base))
+    chart = run(
+        definitions(
+            source(git, c, "lmms_eval/tasks/chartqa/utils.py"), "chartqa_process_results", "relaxed_correctness"
+        ),
+        dict(base),
+    )
+    metrics = run(definitions(source(git, c, "lmms_eval/api/metrics.py"), "levenshtein_distance", "anls"), dict(base))
+
+    def mcq_score(bench: str, item: dict[str, Any], out: str) -> float:
+        gold = LETTERS[item["gold"]]
+        if bench == "mmstar":
+            doc = {"answer": gold, "category": "c", "l2_category": "l2", "index": 0}
+            return float(mmstar["mmstar_process_results"](doc, [out])["average"]["score"])
+        if bench.startswith("seedbench"):
+            doc = {"answer": gold, "data_type": "image", "question_id": "q"}
+            res = seed["seed_process_result"](doc, [out])["seed_all"]
+            return float(seed["seed_aggregation_result"]([res]))
+        if bench == "video-mme":
+            return float(vme["extract_characters_regex"](out).lower() == gold.lower())
+        if bench == "mvbench":
+            doc = {"candidates": item["options"], "answer": item["options"][item["gold"]]}
+            return float(mvb["mvbench_process_results"](doc, [out])["mvbench_accuracy"]["score"])
+        raise KeyError(bench)
+
+    def open_score(bench: str, item: dict[str, Any], out: str) -> float:
+        if bench == "chartqa":
+            return float(
+                chart["chartqa_process_results"]({"type": "human_test", "answer": item["answers"][0]}, [out])[
+                    "relaxed_overall"
+                ]
+            )
+        if bench == "infovqa":
+            return float(metrics["anls"](item["answers"], [out])["anls"])
+        raise KeyError(bench)
+
+    def aggregates() -> dict[str, Any]:
+        results = [
+            {"score": s, "l2_category": g}
+            for s, g in [(1.0, "a"), (0.0, "a"), (1.0, "a"), (1.0, "b"), (0.0, "c"), (0.0, "c")]
+        ]
+        mvb_results = [{"pred_answer": p, "score": s} for p, s in [("B", 1), ("", 0), ("", 0), ("A", 0), ("B", 1)]]
+        return {
+            "mmstar": mmstar["mmstar_aggregate_results"](results),
+            "mvbench": mvb["mvbench_aggregate_results"](mvb_results) / 100,
+        }
+
+    return {"mcq": mcq_score, "open": open_score, "aggregates": aggregates}
+
+
+# ---------------------------------------------------------------------------------------------- VLMEvalKit
+
+
+def vlmevalkit(git: str) -> dict[str, Any]:
+    import copy
+    import os
+    import string
+
+    import numpy as np
+    import pandas as pd
+
+    c = COMMITS["vlmevalkit"]
+    misc = run(definitions(source(git, c, "vlmeval/smp/misc.py"), "istype", "listinstr", "cn_string"), {"re": re})
+    match = run(
+        definitions(
+            source(git, c, "vlmeval/utils/matching_util.py"),
+            "_VERBOSE_ANSWER_RE",
+            "can_infer_option",
+            "can_infer_text",
+            "can_infer",
+        ),
+        {"re": re, "cp": copy, "os": os, "string": string, "logger": _Log()},
+    )
+    vlm = run(definitions(source(git, c, "vlmeval/smp/vlm.py"), "build_option_str"), {"pd": pd})
+    mc = run(
+        definitions(
+            source(git, c, "vlmeval/dataset/utils/multiple_choice.py"),
+            "build_choices",
+            "build_prompt",
+            "extract_answer_from_item",
+        ),
+        {**match, **misc, **vlm, "pd": pd, "string": string, "logger": _Log(), "rd": __import__("random")},
+    )
+    vqa = run(
+        definitions(
+            source(git, c, "vlmeval/dataset/utils/vqa_eval.py"),
+            "relaxed_correctness",
+            "levenshtein_distance",
+            "anls_compute",
+            "process_line",
+            "hit_calculate",
+        ),
+        {**misc, "np": np, "Optional": Any, "re": re},
+    )
+    vme = run(
+        definitions(source(git, c, "vlmeval/dataset/utils/videomme.py"), "extract_characters_regex", "extract_option"),
+        {**mc, "re": re},
+    )
+    mvb = run(
+        definitions(source(git, c, "vlmeval/dataset/utils/mvbench.py"), "check_ans_with_model"),
+        {**mc},
+    )
+
+    def mcq_item(item: dict[str, Any], out: str) -> dict[str, Any]:
+        row = {LETTERS[i]: o for i, o in enumerate(item["options"])}
+        return {**row, "question": item["question"], "prediction": out, "answer": LETTERS[item["gold"]]}
+
+    def mcq_score(bench: str, item: dict[str, Any], out: str) -> float:
+        gold = LETTERS[item["gold"]]
+        if bench in ("mmstar", "seedbench", "seedbench-2k"):
+            row = pd.Series({**mcq_item(item, out), "GT": gold})
+            return float(mc["extract_answer_from_item"](None, row)["opt"] == gold)
+        if bench == "video-mme":
+            # Video-MME's TSV question holds the options on the lines after it ("A. one")
+            lines = [item["question"]] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(item["options"])]
+            row = {"question": "\n".join(lines), "prediction": out, "answer": gold}
+            pred = str(out)
+            found = vme["extract_characters_regex"](pred)
+            if found == "":
+                return float(vme["extract_option"](None, row, "Video-MME") == gold)
+            return float(found == gold)
+        if bench == "mvbench":
+            ans = f"({gold}) {item['options'][item['gold']]}"
+            row = {**mcq_item(item, out), "answer": gold}
+            return float(mvb["check_ans_with_model"](out, ans, None, row, "MVBench"))
+        raise KeyError(bench)
+
+    def open_score(bench: str, item: dict[str, Any], out: str) -> float:
+        golds = item["answers"]
+        line = {"answer": str(golds) if len(golds) > 1 else golds[0], "prediction": str(out)}
+        if bench == "chartqa":
+            return float(vqa["hit_calculate"]([vqa["process_line"](line, method="relaxed_accuracy")], "ChartQA")[0])
+        if bench == "infovqa":
+            return float(vqa["hit_calculate"]([vqa["process_line"](line, method="anls")], "InfoVQA")[0])
+        raise KeyError(bench)
+
+    def judge(reply: str) -> float:
+        x = reply.strip()  # the OpenAI wrapper strips the reply
+        try:
+            value = int(x) if misc["istype"](x, int) else -1
+        except ValueError:
+            value = -1
+        return float(max(value, 0))  # coarse_all / fine_all: max(x, 0)
+
+    return {"mcq": mcq_score, "open": open_score, "judge": judge}
+
+
+# --------------------------------------------------------------------------------------------------- CapRL
+
+
+def caprl_paper(git: str) -> dict[str, Any]:
+    import numpy as np
+
+    c = COMMITS["caprl-paper"]
+    misc = run(definitions(source(git, c, "Prism_Evaluation/openrlhf/models/remote_rm/vlm_misc.py"), "istype"), {})
+    vqa_text = source(git, c, "Prism_Evaluation/openrlhf/models/remote_rm/vqa_eval.py")
+    vqa = run(
+        definitions(
+            vqa_text,
+            "_process_punctuation",
+            "_process_digit_article",
+            "relaxed_correctness",
+            "levenshtein_distance",
+            "anls_compute",
+            "process_answer",
+            "process_line",
+        ),
+        {**misc, "re": re, "Optional": Any},
+    )
+    module("openrlhf.models.remote_rm.vqa_eval", vqa)
+    ev = run(
+        definitions(source(git, c, "Prism_Evaluation/Eval_CapRL.py"), "math_parse", "verify_math", "verify_chart"),
+        {"re": re, "np": np},
+    )
+
+    def gold(bench: str, item: dict[str, Any]) -> str:
+        # How CapRL's (unpublished) evaluation files are assumed to hold the gold: a letter; one answer; a list
+        # of several; ChartQAPro's last turn.
+        if "options" in item:
+            return LETTERS[item["gold"]]
+        a = item["answers"]
+        if bench == "chartqapro":
+            return a[-1]
+        return a[0] if len(a) == 1 else repr(list(a))
+
+    def score(bench: str, item: dict[str, Any], out: str) -> float:
+        gt = gold(bench, item)
+        if bench in ("chartqa", "chartqapro", "infovqa"):
+            use_anls = bench == "infovqa"
+            return float(max(ev["verify_chart"](out, f"${gt}$", use_anls=use_anls), ev["verify_math"](out, f"${gt}$")))
+        return float(ev["verify_math"](out, f"${gt}$"))
+
+    return {"mcq": score, "open": score}
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+COVERS = {
+    "lmms-eval": ["mmstar", "seedbench", "seedbench-2k", "mvbench", "video-mme", "chartqa", "infovqa"],
+    "vlmevalkit": [
+        "mmstar",
+        "seedbench",
+        "seedbench-2k",
+        "chartqa",
+        "infovqa",
+        "video-mme",
+        "mvbench",
+        "mmbench-video",
+    ],
+    "caprl-paper": ["chartqa", "chartqapro", "infovqa", "mmstar", "seedbench", "seedbench-2k"],
+}
+
+
+def expected(lmms: str, vlmevalkit_git: str, caprl: str) -> dict[str, Any]:
+    impls = {"lmms-eval": lmms_eval(lmms), "vlmevalkit": vlmevalkit(vlmevalkit_git), "caprl-paper": caprl_paper(caprl)}
+    scores: dict[str, dict[str, list[list[float]]]] = {}
+    for profile, benches in COVERS.items():
+        impl = impls[profile]
+        scores[profile] = {}
+        for bench in benches:
+            rows = []
+            for case in cases()[bench]:
+                item = case["item"]
+                if bench == "mmbench-video":
+                    rows.append([impl["judge"](o) for o in case["outputs"]])
+                else:
+                    fn = impl["mcq"] if "options" in item else impl["open"]
+                    rows.append([fn(bench, item, o) for o in case["outputs"]])
+            scores[profile][bench] = rows
+    return {
+        "commits": COMMITS,
+        "scores": scores,
+        "aggregates": {"lmms-eval": impls["lmms-eval"]["aggregates"]()},
+    }
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    args = [a for a in argv if a != "--check"]
+    if len(args) != 3:
+        print(__doc__)
+        return 2
+    found = expected(*args)
+    if check:
+        same = json.loads(EXPECTED.read_text()) == json.loads(json.dumps(found))
+        print("expected.json matches upstream" if same else "expected.json differs from upstream")
+        return 0 if same else 1
+    EXPECTED.parent.mkdir(parents=True, exist_ok=True)
+    EXPECTED.write_text(json.dumps(found, indent=1) + "\n")
+    print(f"wrote {EXPECTED}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
