@@ -327,3 +327,42 @@ def test_cli_stages_report_and_errors(tmp_path, shapes, tiny_models, monkeypatch
     listing = runner.invoke(app, ["eval", "list"])
     assert listing.exit_code == 0 and "video-mme" in listing.output
     assert "--stage" in runner.invoke(app, ["eval", "prism", "--help"]).output
+
+
+class FromReferences:
+    """A captioner that writes each image's detailed reference caption, with one object's colour made false in
+    the second of its k captions."""
+
+    name = "references"
+
+    def __init__(self, ds):
+        self.by_id = {s.id: s for s in ds.samples}
+
+    def caption(self, requests, settings=None):
+        out = []
+        for r in requests:
+            s = self.by_id[r.id.split("#")[0]]  # request ids are "<unit id>#<index>"
+            o = s.metadata["scene"]["objects"][0]
+            other = "black" if o["colour"] != "black" else "pink"
+            true = s.references["detailed"]
+            lie = true.replace(f"{o['size']} {o['colour']} {o['shape']}", f"{o['size']} {other} {o['shape']}", 1)
+            out.append([true, lie][: settings.n])
+        return out
+
+
+def test_shapes_reports_how_true_the_captions_are(tmp_path, shapes, reader):
+    from caprl.synth.truth import truth_summary
+
+    ds = read_dataset(shapes["shapes-image"])
+    captioner = FromReferences(ds)
+    out = tmp_path / "out"
+    report = run_prism(config(out), captioner=captioner, reader=reader, paths=paths_for(shapes))
+    [bench] = report["benchmarks"]
+    written = captioner.caption([type("R", (), {"id": s.id}) for s in ds.samples], type("S", (), {"n": 2}))
+    want = truth_summary([s.metadata["scene"] for s in ds.samples], written)
+    assert bench["truth"] == want
+    assert want["hallucination_rate"] == 0.5 and want["precision"] < 1.0 and 0.9 < want["recall"] < 1.0
+    md = (out / "report.md").read_text()
+    assert "Caption truth" in md and f"| shapes-image | {want['statements_per_caption']:.1f} |" in md
+    html = (out / "report.html").read_text()
+    assert 'class="truth"' in html and "hallucinating captions" in html

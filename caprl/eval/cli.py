@@ -147,7 +147,7 @@ def prism_command(
     from caprl.eval.data import DataPaths
     from caprl.eval.metrics.judge import load_judge
     from caprl.eval.pipeline import run_prism
-    from caprl.eval.report import caption_error_lines, rich_table
+    from caprl.eval.report import caption_error_lines, rich_table, truth_table
 
     if reader is None and stage != "caption":
         raise OptionError("--reader is needed for the read and score stages (or give --stage caption)")
@@ -267,6 +267,8 @@ def prism_command(
         console.print(f"stage {stage} done; records are in {out}")
         return
     console.print(rich_table(report))
+    if (truth := truth_table(report)) is not None:
+        console.print(truth)
     for line in caption_error_lines(report):
         console.print(f"warning: {line}", markup=False, highlight=False)
     console.print(f"report: {out / 'report.json'}, {out / 'report.md'} and {out / 'report.html'}")

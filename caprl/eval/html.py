@@ -26,7 +26,7 @@ from caprl.eval.benchmarks.base import Benchmark
 from caprl.eval.caption import caption_index, unit_id
 from caprl.eval.config import PrismConfig
 from caprl.eval.media import load_unit_media
-from caprl.eval.report import columns, fmt, fmt_ci, rows
+from caprl.eval.report import TRUTH_NOTE, columns, fmt, fmt_ci, rows, truth_columns, truth_rows
 from caprl.eval.score import ScoreOutcome
 from caprl.eval.types import EvalItem, stable_id
 from caprl.schema import LETTERS, FrameSampling, ImageMedia, VideoMedia
@@ -322,6 +322,14 @@ def _scores_table(bench: dict[str, Any], k: int) -> str:
             f"<tr><td>vs {escape(c['captioner'])}</td><td>{c['n']}</td><td>{fmt(bench['m_acc'], s)}</td>"
             f"<td>{fmt(c['m_acc'], s)}</td><td>{fmt(c['diff'], s)}</td><td>{fmt_ci(c['diff_ci95'], s)}</td></tr>"
             "</table>"
+        )
+    if bench.get("truth"):
+        head = "".join(f"<th>{escape(c)}</th>" for c in truth_columns()[1:])
+        (row,) = truth_rows({"benchmarks": [bench]})
+        table += (
+            f'<p class="meta">{escape(TRUTH_NOTE)}</p><table class="truth"><tr>{head}</tr><tr>'
+            + "".join(f"<td>{escape(c)}</td>" for c in row[1:])
+            + "</tr></table>"
         )
     return table
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from caprl.eval.benchmarks import get_benchmark
-from caprl.eval.caption import Progress, run_caption_stage
+from caprl.eval.caption import Progress, caption_index, run_caption_stage
 from caprl.eval.config import Lazy, PrismConfig
 from caprl.eval.data import DataPaths
 from caprl.eval.external import import_captions
@@ -85,6 +85,10 @@ def run_prism(
                     aggregate=scoring(run.profile, bench.name).aggregate,
                 )
             )
+            if bench.caption_check is not None and not run.question_aware:
+                index = caption_index(bench, items, run, outcome.captioner)
+                captions = {u: [r.caption for r in recs if r and r.caption is not None] for u, recs in index.items()}
+                reports[-1]["truth"] = bench.caption_check(bench.locate(paths, cfg.out), captions)
             samples[bench.name] = html_samples(bench, items, run, outcome, other)
             ks.append(run.k)
     if not reports:

@@ -178,6 +178,40 @@ def caption_error_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+TRUTH_ATTRIBUTES = ("colour", "shape", "size", "cell", "label", "count", "event", "time", "title")
+
+
+def truth_columns() -> list[str]:
+    return ["benchmark", "statements/caption", "precision", "recall", "hallucinating captions",
+            "invented objects/caption", "unread", "precision by attribute"]  # fmt: skip
+
+
+def truth_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per benchmark whose captions were checked statement by statement (the shapes world), in %."""
+    out = []
+    for b in report["benchmarks"]:
+        t = b.get("truth")
+        if not t:
+            continue
+        by = t["precision_by_attribute"]
+        attrs = ", ".join(f"{a} {fmt(by[a], 1)}" for a in TRUTH_ATTRIBUTES if by.get(a) is not None)
+        per = t["statements_per_caption"]
+        inv = t["invented_objects_per_caption"]
+        out.append([
+            b["benchmark"], "-" if per is None else f"{per:.1f}", fmt(t["precision"], 1), fmt(t["recall"], 1),
+            fmt(t["hallucination_rate"], 1), "-" if inv is None else f"{inv:.2f}", fmt(t["unread_share"], 1),
+            attrs or "-",
+        ])  # fmt: skip
+    return out
+
+
+TRUTH_NOTE = (
+    "Caption truth: every sentence checked against the scene graph (caprl.synth.truth); precision = true "
+    "statements / statements read, recall = share of the scene's facts stated, hallucinating = captions with a "
+    "false object statement; unread sentences are counted apart, never as true."
+)
+
+
 def markdown(report: dict[str, Any]) -> str:
     cfg = report["config"]
     head = columns(cfg["k"])
@@ -199,6 +233,12 @@ def markdown(report: dict[str, Any]) -> str:
     errors = caption_error_lines(report)
     if errors:
         lines += ["", "**Caption errors:**", ""] + [f"- {e}" for e in errors]
+    truth = truth_rows(report)
+    if truth:
+        head = truth_columns()
+        align = "|".join("---" if i in (0, len(head) - 1) else "---:" for i in range(len(head)))
+        lines += ["", TRUTH_NOTE + " In %.", "", "| " + " | ".join(head) + " |", "|" + align + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in truth]
     extras = [(b["benchmark"], b["extras"], b["scale"]) for b in report["benchmarks"] if b.get("extras")]
     if extras:
         lines += ["", "Secondary metrics (M over k captions):", ""]
@@ -227,6 +267,21 @@ def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
     atomic_write(js, lambda p: p.write_text(text, encoding="utf-8"))
     atomic_write(md, lambda p: p.write_text(markdown(report), encoding="utf-8"))
     return js, md
+
+
+def truth_table(report: dict[str, Any]):
+    """The caption-truth figures as a rich Table, or None when no benchmark checked its captions."""
+    from rich.table import Table
+
+    rows_ = truth_rows(report)
+    if not rows_:
+        return None
+    table = Table(title="Caption truth (%): statements checked against the scene graph")
+    for i, col in enumerate(truth_columns()):
+        table.add_column(col, justify="left" if i in (0, 7) else "right")
+    for r in rows_:
+        table.add_row(*r)
+    return table
 
 
 def rich_table(report: dict[str, Any]):

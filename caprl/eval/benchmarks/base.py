@@ -221,6 +221,9 @@ class Benchmark:
     """Makes the data when none is found (the shapes world): called with a cache folder, returns the data path."""
     frames: FrameSampling | None = field(default_factory=lambda: DEFAULT_FRAMES)
     """How video frames are sampled for the captioner (None: as each item's media says)."""
+    caption_check: Callable[[Path, dict[str, list[str]]], dict[str, Any]] | None = None
+    """Checks the captions themselves against the data (the shapes world: every statement against the scene graph),
+    given the data path and each medium's captions; its figures go to the report as ``truth``."""
 
     def __post_init__(self) -> None:
         video = self.modality == "video"

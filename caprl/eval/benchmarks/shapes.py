@@ -44,6 +44,16 @@ def load(ctx: LoadContext) -> Iterator[EvalItem]:
             )
 
 
+def check_captions(path: Path, captions: dict[str, list[str]]) -> dict:
+    """Precision, recall and hallucination figures of the captions (``caprl.synth.truth``), media without a
+    caption left out."""
+    from caprl.synth.truth import truth_summary
+
+    scenes = {s.id: s.metadata["scene"] for s in read_dataset(path).samples}
+    ids = [m for m, caps in captions.items() if caps and m in scenes]
+    return truth_summary([scenes[m] for m in ids], [captions[m] for m in ids])
+
+
 def _make_images(folder: Path) -> Path:
     from caprl.synth import generate_image_dataset
 
@@ -72,6 +82,7 @@ SHAPES_IMAGE = Benchmark(
     data=_SPEC,
     load=load,
     builtin=_make_images,
+    caption_check=check_captions,
 )
 SHAPES_VIDEO = Benchmark(
     name="shapes-video",
@@ -81,4 +92,5 @@ SHAPES_VIDEO = Benchmark(
     load=load,
     builtin=_make_videos,
     frames=None,  # each sample's own frame sampling
+    caption_check=check_captions,
 )
