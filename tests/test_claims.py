@@ -326,6 +326,7 @@ def service():
     reader = ClaimReader()
     engine = RewardEngine(reader, RewardConfig())
     with BackgroundServer(engine, ServerSettings(), judge=VLMJudge(ColourJudge(), retries=1)) as srv:
+        srv.reader = reader  # type: ignore[attr-defined]
         yield srv
 
 
@@ -340,8 +341,11 @@ def test_service_reward_is_qa_plus_weighted_correctness(service):
         ],
         "options": OPTIONS,
     }
+    asked = sum(c["n"] for c in service.reader.calls)
     response = httpx.post(service.url + "/v1/rewards", json=body, timeout=60)
     assert response.status_code == 500, response.text
+    # Each non-empty caption was split once: the failed items did not make the batch be read again to find them.
+    assert sum(c["n"] for c in service.reader.calls) - asked == 4
     got = response.json()
     results, errors = got["results"], got["errors"]
     # In process, the same reader and judge give the same terms.
