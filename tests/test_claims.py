@@ -397,3 +397,29 @@ def test_service_refuses_what_it_cannot_verify(service):
         assert err["field"] == "media" and "this server has none (start it with --judge" in err["message"]
         err = one(qa_item("A red circle."), url=no_judge.url)
         assert err["field"] == "scene" and "needs a verifier" in err["message"]
+
+
+def test_service_reads_media_paths_under_its_root(tmp_path):
+    root = tmp_path / "media"
+    root.mkdir()
+    (root / "blue.png").write_bytes(png("blue"))
+    (tmp_path / "red.png").write_bytes(png("red"))
+    settings = ServerSettings(media_root=root)
+    engine = RewardEngine(ClaimReader(), RewardConfig())
+    with BackgroundServer(engine, settings, judge=VLMJudge(ColourJudge(), retries=0)) as srv:
+        items = [
+            {**qa_item("A blue square. A red dot."), "media": {"type": "image", "path": "blue.png"}},
+            {**qa_item("A red dot."), "media": {"type": "image", "path": "../red.png"}},
+        ]
+        response = httpx.post(srv.url + "/v1/rewards", json={"items": items, "options": OPTIONS}, timeout=60)
+    assert response.status_code == 422, response.text
+    got = response.json()
+    assert got["results"][0]["correctness"] == 0.5
+    assert [(c["claim"], c["true"]) for c in got["results"][0]["claims"]] == [
+        ("A blue square.", True),
+        ("A red dot.", False),
+    ]
+    (err,) = got["errors"]
+    assert (
+        err["index"] == 1 and err["field"] == "media.path" and "leads outside the server's media root" in err["message"]
+    )

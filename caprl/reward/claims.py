@@ -400,12 +400,16 @@ class ClaimVerifier:
         for i in pending:
             res = results[i]
             res.error = f"no claims read in {res.split_attempts} attempt(s); last: {res.errors[-1]}"
-        split = [i for i in todo if i not in set(pending)]
-        for i in list(split):
+        failed = set(pending)
+        split = []
+        for i in todo:
             res = results[i]
+            if i in failed:
+                continue
             if len(res.claims) > self.max_claims:
                 res.error = f"{len(res.claims)} claims, more than max_claims ({self.max_claims})"
-                split.remove(i)
+                continue
+            split.append(i)
         return split
 
     # -- check --------------------------------------------------------------------------------------------------
