@@ -24,13 +24,14 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from caprl.readers.base import LetterQuery, LetterScores, Reader, takes_seeds
-from caprl.reward.correctness import verified_share
+from caprl.reward.correctness import NO_SCENE, ClaimVerdict, Verification, Verifier, verified_share
 from caprl.reward.extract import extract_choice, first_capital_letter
 from caprl.reward.options import DEFAULT_UNANSWERABLE, ShuffledMCQ, sample_questions, shuffle_options
 from caprl.reward.prompt import Messages, PromptTemplate, build_messages
@@ -90,7 +91,8 @@ class RewardConfig(BaseModel):
     timestamp_weight: float = 0.0
     correctness_weight: float = 0.0
     """Weight of the correctness term (CCCaption-style): the share of the caption's statements a verifier confirms
-    (``caprl.reward.correctness``; shapes-world items carry their ``scene``, checked by ``caprl.synth.truth``)."""
+    (``caprl.reward.correctness``; shapes-world items carry their ``scene``, checked by ``caprl.synth.truth``; other
+    items their ``media``, checked claim by claim by the engine's ``verifier``, e.g. ``caprl.reward.claims``)."""
     seed: int = 0
 
     @field_validator("unanswerable_letter")
@@ -123,6 +125,23 @@ class RewardItem(BaseModel):
     """Length in policy tokens, for the length term (else counted with the engine's ``count_tokens``)."""
     scene: dict[str, Any] | None = None
     """The shapes-world scene graph (``Sample.metadata["scene"]``), for the correctness term's verifier."""
+    media: Any = Field(default=None, exclude=True)
+    """For the correctness term on real media (the engine's ``verifier``; not serialised): a PIL image,
+    ``VideoFrames``, a file path, or an object whose ``load()`` returns one (``caprl.reward.claims.MediaSource``)."""
+
+    @field_validator("media")
+    @classmethod
+    def _media_kind(cls, v: Any) -> Any:
+        # A dict from a JSON file is no media the verifier can open: refuse it here rather than at scoring time.
+        if v is None or isinstance(v, (str, Path)) or callable(getattr(v, "load", None)):
+            return v
+        from PIL import Image
+
+        from caprl.data.media import VideoFrames
+
+        if isinstance(v, (Image.Image, VideoFrames)):
+            return v
+        raise ValueError(f"media must be an image, VideoFrames, a path, or have load(); got {type(v).__name__}")
 
     @field_validator("mcqs")
     @classmethod
@@ -159,6 +178,8 @@ class RewardResult(BaseModel):
     length: float | None = None
     timestamp: float | None = None
     correctness: float | None = None
+    claims: list[ClaimVerdict] | None = None
+    """The claims the correctness term's claim verifier checked, with their verdicts (None: not claim-verified)."""
     parse_failures: int = 0
     questions: list[QuestionResult]
 
@@ -202,7 +223,8 @@ def _sample_letter(scores: LetterScores, temperature: float, rng: random.Random)
 
 class RewardEngine:
     """Scores captions with a ``Reader`` (see ``caprl.readers``) under a ``RewardConfig``. ``template`` shapes the
-    default prompt (``config.prompt == "default"``); the ``caprl`` prompt has CapRL's fixed layout."""
+    default prompt (``config.prompt == "default"``); the ``caprl`` prompt has CapRL's fixed layout. ``verifier``
+    gives the correctness term of items without a ``scene`` (``caprl.reward.claims.ClaimVerifier``)."""
 
     def __init__(
         self,
@@ -211,8 +233,10 @@ class RewardEngine:
         *,
         template: PromptTemplate | None = None,
         count_tokens: Callable[[str], int] | None = None,
+        verifier: Verifier | None = None,
     ):
         self.reader = reader
+        self.verifier = verifier
         self.config = config or RewardConfig()
         self.template = template or PromptTemplate()
         self.count_tokens = count_tokens
@@ -303,7 +327,17 @@ class RewardEngine:
 
     # -- public -----------------------------------------------------------------------------------------------
     def score(self, items: Sequence[RewardItem]) -> list[RewardResult]:
-        """Rewards for ``items``, in order. Reader failures raise: a reward is never made up."""
+        """Rewards for ``items``, in order. Reader and verifier failures raise: a reward is never made up."""
+        out = []
+        for r in self.score_each(items):
+            if isinstance(r, Exception):
+                raise r
+            out.append(r)
+        return out
+
+    def score_each(self, items: Sequence[RewardItem]) -> list[RewardResult | Exception]:
+        """Like ``score``, but an item whose correctness could not be verified gets the exception that says why in
+        its place (the others keep their rewards); reader failures still raise for the whole call."""
         cfg = self.config
         if not items:
             return []
@@ -332,9 +366,35 @@ class RewardEngine:
                     raw_output=raw,
                 )
             )
-        return [self._finish(item, qs) for item, qs in zip(items, per_item, strict=True)]
+        verified = self._verify(items) if cfg.correctness_weight else [None] * len(items)
+        return [
+            v if isinstance(v, Exception) else self._finish(item, qs, v)
+            for item, qs, v in zip(items, per_item, verified, strict=True)
+        ]
 
-    def _finish(self, item: RewardItem, questions: list[QuestionResult]) -> RewardResult:
+    def _verify(self, items: Sequence[RewardItem]) -> list[Verification | Exception | None]:
+        """The correctness term's verification per item: the scene graph where there is one, else the verifier."""
+        out: list[Verification | Exception | None] = [None] * len(items)
+        others = []
+        for i, item in enumerate(items):
+            if item.scene is not None:
+                out[i] = Verification(verified_share(item))
+            else:
+                others.append(i)
+        if not others:
+            return out
+        if self.verifier is None:
+            raise ValueError(f"item {items[others[0]].id!r}: {NO_SCENE}")
+        got = self.verifier.verify([items[i] for i in others])
+        if len(got) != len(others):
+            raise RuntimeError(f"the verifier gave {len(got)} results for {len(others)} items")
+        for i, v in zip(others, got, strict=True):
+            out[i] = v
+        return out
+
+    def _finish(
+        self, item: RewardItem, questions: list[QuestionResult], verified: Verification | None = None
+    ) -> RewardResult:
         cfg = self.config
         qa = sum(q.score for q in questions) / len(questions)
         accuracy = sum(q.chosen == q.gold for q in questions) / len(questions)
@@ -353,9 +413,11 @@ class RewardEngine:
         if cfg.timestamp_weight and item.modality == "video":
             timestamp = timestamp_stats(item.caption).score
             reward += cfg.timestamp_weight * timestamp
-        correctness = None
+        correctness = claims = None
         if cfg.correctness_weight:
-            correctness = verified_share(item)
+            if verified is None:  # a caller of _finish that did not verify (none in this module)
+                raise ValueError(f"item {item.id!r}: the correctness term is on and the item was not verified")
+            correctness, claims = verified.correctness, verified.claims
             reward += cfg.correctness_weight * correctness
         if not math.isfinite(reward):
             raise ValueError(f"item {item.id!r}: reward is not finite ({reward})")
@@ -367,6 +429,7 @@ class RewardEngine:
             length=length,
             timestamp=timestamp,
             correctness=correctness,
+            claims=claims,
             parse_failures=sum(q.chosen is None for q in questions),
             questions=questions,
         )

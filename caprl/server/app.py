@@ -5,6 +5,7 @@ Endpoints (all documented in ``/openapi.json``, browsable at ``/docs``):
 
 - ``POST /v1/rewards`` — many items per request; one result per item (reward and its parts), in request order.
   QA items (caption + MCQs) go to the reader; judge items (``"mode": "judge"``, caption + media) to the VLM judge;
+  QA items with media and the correctness term on have their claims split by the reader and checked by the judge;
 - ``POST /get_reward`` — the CapRL reference body and answer (``{"rewards": [...]}``);
 - ``GET /health`` — 200 only when every model is loaded; 503 while loading, after a failed load, while draining;
 - ``GET /metrics`` — Prometheus text format.
@@ -36,10 +37,19 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic.json_schema import models_json_schema
 
 import caprl
+from caprl.reward.claims import ClaimCheck, ClaimVerifier
 from caprl.reward.engine import RewardConfig, RewardEngine, RewardItem, RewardResult
 from caprl.reward.judge import JudgeResult, VLMJudge
 from caprl.server.batcher import Coalescer, Outcome, Overloaded, ShuttingDown
-from caprl.server.judging import JUDGE_KEY, JudgeJob, JudgeRunner, MediaProblem, judge_reward_result
+from caprl.server.judging import (
+    CLAIMS_KEY,
+    JUDGE_KEY,
+    ClaimCheckRunner,
+    JudgeJob,
+    JudgeRunner,
+    MediaProblem,
+    judge_reward_result,
+)
 from caprl.server.metrics import ServiceMetrics
 from caprl.server.parse import (
     ParsedRequest,
@@ -74,6 +84,17 @@ _JUDGE_ONLY_CONFIG = RewardConfig()  # validates a judge-only server's request o
 _ERROR_KIND = {400: "bad_json", 401: "unauthorized", 413: "too_large", 422: "invalid_request", 503: "not_ready"}
 
 
+class _EachItem:
+    """An engine as its coalescer runs it: an item whose claims could not be verified fails alone (its exception in
+    its place), without the batch being split and read again to find it."""
+
+    def __init__(self, engine: RewardEngine):
+        self.engine = engine
+
+    def score(self, items: list[RewardItem]) -> list[RewardResult | Exception]:
+        return self.engine.score_each(items)
+
+
 class ServiceState:
     """The models (once loaded: the reader's engine, the judge), the engines for per-request options, the
     coalescers (one per model), and the service status."""
@@ -95,6 +116,8 @@ class ServiceState:
         self.coalescer: Coalescer | None = None
         self.judge_coalescer: Coalescer | None = None
         self.on_load_failure: Callable[[BaseException], None] | None = None
+        self.verifier: ClaimVerifier | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._engines: OrderedDict[str, RewardEngine] = OrderedDict()
         self._load_task: asyncio.Task[None] | None = None
 
@@ -112,6 +135,7 @@ class ServiceState:
 
     async def start(self) -> None:
         s = self.settings
+        self._loop = asyncio.get_running_loop()
         wait = s.max_wait_ms / 1000
         if self.has_reader:
             self.coalescer = Coalescer(
@@ -169,7 +193,31 @@ class ServiceState:
             raise TypeError(f"the judge factory returned {type(judge).__name__}, not a VLMJudge")
         self.judge = JudgeRunner(judge)
 
+    def _wire_claims(self) -> None:
+        """With both models loaded, QA items with media get the claim verifier for their correctness term: the
+        reader splits (in the reader's worker), the judge checks (queued on the judge's worker, see
+        ``_check_claims``). An engine that came with its own verifier keeps it."""
+        base, runner = self.engine, self.judge
+        if base is None or runner is None or base.verifier is not None:
+            return
+        vlm = runner.judge
+        self.verifier = ClaimVerifier(
+            base.reader, vlm.captioner, retries=vlm.retries, retry_temperature=vlm.retry_temperature,
+            judge_settings=vlm.settings, system=vlm.system, seed=base.config.seed, check_via=self._check_claims,
+        )  # fmt: skip
+        self.engine = RewardEngine(
+            base.reader, base.config, template=base.template, count_tokens=base.count_tokens, verifier=self.verifier
+        )
+
+    def _check_claims(self, jobs: list[ClaimCheck]) -> list[Any]:
+        """Run claim checks on the judge's coalescer from the reader's worker thread, and wait for them. The judge's
+        worker never waits on the reader's, so this cannot deadlock."""
+        assert self.judge_coalescer is not None and self._loop is not None and self.verifier is not None
+        work = self.judge_coalescer.score(CLAIMS_KEY, ClaimCheckRunner(self.verifier), list(jobs))
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
     def _ready(self) -> None:
+        self._wire_claims()
         if self.status == "loading":
             self.status, self.detail = "ready", None
             self.metrics.ready.set(1)
@@ -205,7 +253,9 @@ class ServiceState:
         key = config.model_dump_json()
         engine = self._engines.get(key)
         if engine is None:
-            engine = RewardEngine(base.reader, config, template=base.template, count_tokens=base.count_tokens)
+            engine = RewardEngine(
+                base.reader, config, template=base.template, count_tokens=base.count_tokens, verifier=base.verifier
+            )
             self._engines[key] = engine
             if len(self._engines) > _MAX_ENGINES:
                 self._engines.popitem(last=False)
@@ -224,12 +274,18 @@ class ServiceState:
             if qa:
                 assert self.coalescer is not None
                 self.coalescer.check_admission(len(qa))
-            if judged:
+            # QA items whose claims the judge will check count against the judge's bound too.
+            checks = (
+                sum(it.media is not None and it.scene is None for _, it in qa)
+                if parsed.config.correctness_weight
+                else 0
+            )
+            if judged or checks:
                 assert self.judge_coalescer is not None
-                self.judge_coalescer.check_admission(len(judged))
+                self.judge_coalescer.check_admission(len(judged) + checks)
             if qa:
                 key, engine = self.engine_for(parsed.config)
-                calls.append(self.coalescer.score(key, engine, [it for _, it in qa]))  # type: ignore[union-attr]
+                calls.append(self.coalescer.score(key, _EachItem(engine), [it for _, it in qa]))  # type: ignore
             if judged:
                 runner = self.judge
                 calls.append(self.judge_coalescer.score(JUDGE_KEY, runner, [it for _, it in judged]))  # type: ignore
@@ -384,7 +440,7 @@ def create_app(
                 what = "the judge" if judged else "the engine"
                 errors.append(
                     ItemError(
-                        index=i, id=item_id, status=500,
+                        index=i, id=item_id, status=500, raw=getattr(outcome, "raw", None) or None,
                         message=f"{where}: {what} failed: {type(outcome).__name__}: {outcome}",
                     )
                 )  # fmt: skip
@@ -478,9 +534,7 @@ def create_app(
         with the server's reward config as ``--modality`` items. VLM judge (CapRL++): ``{"score_mode": "vl_judge",
         "samples": [{"caption", "video_path"}]}`` in, ``{"rewards", "judge_rewards"}`` out. Unlike CapRL, a prompt
         or sample that cannot be scored is an error naming it (its reward is null), never a silent 0.0."""
-        parsed = await _parse(
-            request, parse_get_reward_request, has_reader=state.has_reader, has_judge=state.has_judge
-        )
+        parsed = await _parse(request, parse_get_reward_request, has_reader=state.has_reader, has_judge=state.has_judge)
         judge = any(m == "judge" for m in parsed.modes)
         outcomes = await state.score(parsed)
         errors = _collect(parsed, outcomes, "sample" if judge else "prompt")

@@ -5,6 +5,11 @@ followed) and refused when they lead outside the root, both when the request is 
 the file is opened. Images and videos are decoded in the judge's worker thread, one batch at a time, so queued
 items hold encoded bytes or a path, not decoded frames. Media that cannot be decoded fails its own item (422,
 naming the field); the judge then scores the rest of the batch.
+
+The judge also checks the claims of QA items whose correctness term is verified claim by claim
+(``caprl.reward.claims``): the reader splits the caption in the reader's worker, which then queues the claims and
+the item's media (a ``JudgeJob``, still encoded) on the judge's coalescer under ``CLAIMS_KEY``; the media is
+decoded and the claims checked in the judge's worker, so one judge model is only ever driven by one thread.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from pathlib import Path
 from PIL import Image
 
 from caprl.data.media import MediaError, VideoFrames, open_image, sample_frames
+from caprl.reward.claims import CheckResult, ClaimCheck, ClaimVerifier
 from caprl.reward.judge import JudgeItem, JudgeResult, VLMJudge
 from caprl.schema import FrameSampling
 from caprl.server.protocol import JudgeRewardResult
 
 JUDGE_KEY = "judge"
 """The coalescer key of judge work (QA keys are ``""`` or a JSON object)."""
+CLAIMS_KEY = "claims"
+"""The judge coalescer's key of claim checks (the correctness term of QA items with media)."""
 
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.I)
 
@@ -154,6 +162,17 @@ class JudgeRunner:
             for (k, _), result in zip(loaded, results, strict=True):
                 out[k] = result
         return out  # type: ignore[return-value]
+
+
+class ClaimCheckRunner:
+    """What the judge's coalescer runs for claim checks: each job's media decoded, its claims checked (per job, a
+    ``CheckResult`` or the ``MediaProblem`` that kept it from the judge)."""
+
+    def __init__(self, verifier: ClaimVerifier):
+        self.verifier = verifier
+
+    def score(self, jobs: Sequence[ClaimCheck]) -> list[CheckResult | Exception]:
+        return self.verifier.check(jobs)
 
 
 def judge_reward_result(result: JudgeResult) -> JudgeRewardResult:

@@ -7,7 +7,8 @@ score (engine failures are then the reader's, reported as 5xx).
 
 Judge items (``"mode": "judge"``) are checked the same way, their media included as far as it can be without
 decoding it: base64 is decoded, paths are resolved under the server's media root and must name a file. Decoding
-happens in the judge's worker (see ``caprl.server.judging``).
+happens in the judge's worker (see ``caprl.server.judging``). QA items may carry media of the same form for the
+correctness term's claim verifier (``correctness_weight`` on, no ``scene``; a server with a reader and a judge).
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from caprl.reward.judge import JUDGE_SAMPLING
 from caprl.reward.options import check_unanswerable_letter
 from caprl.schema import MAX_OPTIONS, MCQ, FrameSampling
 from caprl.server.judging import JudgeJob, MediaProblem, decode_base64, resolve_media_path
-from caprl.server.protocol import ItemError, ItemInput, JudgeItemInput, RewardOptions
+from caprl.server.protocol import (
+    ImageMediaInput,
+    ItemError,
+    ItemInput,
+    JudgeItemInput,
+    RewardOptions,
+    VideoMediaInput,
+)
 from caprl.server.settings import ServerSettings
 from caprl.synth.truth import check_caption
 
@@ -182,15 +190,24 @@ def _check_item(
     config: RewardConfig,
     ctx: _Context,
     scene: dict[str, Any] | None = None,
+    has_media: bool = False,
 ) -> None:
     """What the engine would fail on for this item under ``config``."""
     if config.correctness_weight:
-        if scene is None:
-            raise _ItemProblem("scene", f"required: {NO_SCENE}")
-        try:
-            check_caption(scene, "")
-        except (TypeError, KeyError, ValueError) as exc:
-            raise _ItemProblem("scene", f"not a shapes-world scene graph ({type(exc).__name__}: {exc})") from None
+        if scene is not None:  # the scene graph verifies (media, if also sent, is not needed)
+            try:
+                check_caption(scene, "")
+            except (TypeError, KeyError, ValueError) as exc:
+                raise _ItemProblem("scene", f"not a shapes-world scene graph ({type(exc).__name__}: {exc})") from None
+        elif has_media:
+            if not (ctx.has_judge and ctx.has_reader):
+                raise _ItemProblem(
+                    "media", "the correctness term checks claims against media with a VLM judge, and this server has "
+                    "none (start it with --judge MODEL beside --reader), or send the shapes-world 'scene'",
+                )  # fmt: skip
+        else:
+            field = "media" if ctx.has_judge else "scene"
+            raise _ItemProblem(field, f"required: no 'scene' and no 'media'; {NO_SCENE}")
     if len(caption) > ctx.settings.max_caption_chars:
         raise _ItemProblem(
             ctx.caption_field,
@@ -297,9 +314,14 @@ def _rewards_item(raw: Any, config: RewardConfig, ctx: _Context) -> RewardItem:
         if "mode" in raw and raw["mode"] != "qa":
             raise _ItemProblem("mode", f"{raw['mode']!r}: {_MODES}")
         if "media" in raw:
-            raise _ItemProblem(
-                "media", 'only judge items take media (the QA reward reads the caption alone); send "mode": "judge"'
-            )
+            if not config.correctness_weight:
+                raise _ItemProblem(
+                    "media", "a QA item's media is for the correctness term, which is off (options.correctness_weight "
+                    'is 0): the QA reward reads the caption alone; for the VLM judge\'s score send "mode": "judge"',
+                )  # fmt: skip
+            media = raw["media"]
+            if isinstance(media, dict) and "type" not in media:
+                raise _ItemProblem("media.type", "required: 'image' or 'video'")
     if not ctx.has_reader:
         raise _ItemProblem(
             "mode", "this server has no reader (it serves the VLM judge only): send judge items "
@@ -312,10 +334,18 @@ def _rewards_item(raw: Any, config: RewardConfig, ctx: _Context) -> RewardItem:
     mcqs = [
         _mcq(q.question, q.options, q.gold, q.kind, f"mcqs.{j}", f"mcqs.{j}.gold") for j, q in enumerate(given.mcqs)
     ]
-    _check_item(given.caption, mcqs, given.caption_tokens, config, ctx, given.scene)
+    _check_item(given.caption, mcqs, given.caption_tokens, config, ctx, given.scene, given.media is not None)
+    job = None
+    if given.media is not None and given.scene is None:
+        if given.media.type != given.modality:
+            raise _ItemProblem(
+                "modality", f"{given.modality!r} does not match the media's type {given.media.type!r}: send "
+                f'"modality": "{given.media.type}"',
+            )  # fmt: skip
+        job = _media_job(given.media, given.caption, given.id, ctx.settings)
     return RewardItem(
         caption=given.caption, mcqs=mcqs, modality=given.modality, id=given.id, caption_tokens=given.caption_tokens,
-        scene=given.scene,
+        scene=given.scene, media=job,
     )  # fmt: skip
 
 
@@ -345,15 +375,22 @@ def _judge_item(raw: dict[str, Any], ctx: _Context) -> JudgeJob:
             "caption",
             f"caption has {len(given.caption)} characters, more than this server's {settings.max_caption_chars}",
         )
+    return _media_job(media, given.caption, given.id, settings)
+
+
+def _media_job(
+    media: ImageMediaInput | VideoMediaInput, caption: str, item_id: str | None, settings: ServerSettings
+) -> JudgeJob:
+    """Where an item's media is (inline bytes, or a path checked under the media root), not yet decoded."""
     if media.type == "image":
         if media.data is not None:
-            return JudgeJob(given.caption, "image", given.id, data=decode_base64(media.data))
+            return JudgeJob(caption, "image", item_id, data=decode_base64(media.data))
         assert media.path is not None
         resolve_media_path(media.path, settings.media_root)
-        return JudgeJob(given.caption, "image", given.id, path=media.path, root=settings.media_root)
+        return JudgeJob(caption, "image", item_id, path=media.path, root=settings.media_root)
     resolve_media_path(media.path, settings.media_root)
     return JudgeJob(
-        given.caption, "video", given.id, path=media.path, root=settings.media_root,
+        caption, "video", item_id, path=media.path, root=settings.media_root,
         sampling=_sampling(media.sampling, settings.max_judge_frames),
     )  # fmt: skip
 

@@ -5,7 +5,8 @@ has a bug, and guessing hides it. MCQs accept the forms our importers accept (ba
 answer as an index, a letter or the option text), so verl ground truths can be sent as they are.
 
 Two kinds of item share the bulk endpoint, told apart by their ``mode``: ``"qa"`` (the default; a caption and its
-MCQs, scored by the text-only reader) and ``"judge"`` (a caption and its media, scored by the VLM judge).
+MCQs, scored by the text-only reader, with the media too when its correctness term is verified claim by claim) and
+``"judge"`` (a caption and its media, scored by the VLM judge).
 """
 
 from __future__ import annotations
@@ -39,23 +40,6 @@ class MCQInput(BaseModel):
     gold: StrictInt | StrictStr
     """The gold option: 0-based index, letter (``"C"``, ``"(C)"``) or the option's text."""
     kind: str | None = None
-
-
-class ItemInput(BaseModel):
-    """One caption and the MCQs of the item it describes."""
-
-    model_config = _STRICT
-
-    caption: str
-    mcqs: list[MCQInput] = Field(min_length=1)
-    modality: Literal["image", "video"] = "image"
-    id: str | None = None
-    caption_tokens: int | None = Field(default=None, ge=0)
-    """Caption length in policy tokens, for the length term (else the server counts, if it can)."""
-    scene: dict[str, Any] | None = None
-    """The shapes-world scene graph (``Sample.metadata["scene"]``): required when ``correctness_weight`` is on."""
-    mode: Literal["qa"] = "qa"
-    """``"qa"``: the MCQ reward (the default). ``"judge"`` items are ``JudgeItemInput``."""
 
 
 MAX_SAMPLING_FPS = 120.0
@@ -121,6 +105,28 @@ class VideoMediaInput(BaseModel):
     path: str = Field(min_length=1)
     """Relative to the server's ``--media-root``; a path that leads outside it is refused."""
     sampling: FrameSamplingInput | None = None
+
+
+class ItemInput(BaseModel):
+    """One caption and the MCQs of the item it describes."""
+
+    model_config = _STRICT
+
+    caption: str
+    mcqs: list[MCQInput] = Field(min_length=1)
+    modality: Literal["image", "video"] = "image"
+    id: str | None = None
+    caption_tokens: int | None = Field(default=None, ge=0)
+    """Caption length in policy tokens, for the length term (else the server counts, if it can)."""
+    scene: dict[str, Any] | None = None
+    """The shapes-world scene graph (``Sample.metadata["scene"]``), for the correctness term (``correctness_weight``)
+    on a shapes-world item."""
+    media: ImageMediaInput | VideoMediaInput | None = Field(default=None, discriminator="type")
+    """The item's image or video, for the correctness term on real media (``correctness_weight`` on, no ``scene``):
+    the reader splits the caption into claims and the VLM judge checks them against it (a server started with
+    ``--reader`` and ``--judge``). Same form as a judge item's media; only sent while the term is on."""
+    mode: Literal["qa"] = "qa"
+    """``"qa"``: the MCQ reward (the default). ``"judge"`` items are ``JudgeItemInput``."""
 
 
 class JudgeItemInput(BaseModel):
