@@ -423,3 +423,38 @@ def test_service_reads_media_paths_under_its_root(tmp_path):
     assert (
         err["index"] == 1 and err["field"] == "media.path" and "leads outside the server's media root" in err["message"]
     )
+
+
+def test_training_sends_media_paths_for_the_claims_verifier(tmp_path):
+    """A caprl train run's reward function (``reward.send_media``) sends each sample's media path; the service reads
+    it under its media root and verifies the caption's claims against that image."""
+    from caprl.data.io import write_dataset
+    from caprl.schema import ImageMedia, Sample
+    from caprl.train.config import DataSettings, RewardSettings
+    from caprl.train.data import TrainData
+    from caprl.train.reward import CaptionReward, make_scorer
+
+    data = tmp_path / "data"
+    samples = []
+    for colour in ("blue", "red"):
+        (data / "media").mkdir(parents=True, exist_ok=True)
+        (data / "media" / f"{colour}.png").write_bytes(png(colour))
+        samples.append(Sample(id=colour, media=ImageMedia(path=f"media/{colour}.png"), prompt="Describe.", mcqs=mcqs()))
+    write_dataset(samples, data)
+    train = TrainData(DataSettings(train=str(data)))
+    engine = RewardEngine(ClaimReader(), RewardConfig())
+    with BackgroundServer(engine, ServerSettings(media_root=data), judge=VLMJudge(ColourJudge(), retries=0)) as srv:
+        settings = RewardSettings(service=srv.url, mode="soft", correctness_weight=0.5, send_media=True)
+        reward = CaptionReward(train, make_scorer(settings), send_media=True)
+        got = reward(
+            prompts=[None, None],
+            completions=["A blue square. A large shape.", "A blue square. A large shape."],
+            completion_ids=[[1, 2], [1, 2]],
+            sample_id=["blue", "red"],
+        )
+    stats = reward.take_stats()
+    assert stats.correctness == [1.0, 0.5]  # the red image makes "A blue square." false
+    # The same caption and questions get the same QA score; the rewards differ by the weighted correctness only.
+    assert got[0] - got[1] == pytest.approx(0.5 * (1.0 - 0.5), abs=1e-6)
+    with pytest.raises(ValueError, match="send_media is for a reward service verifying the correctness term"):
+        RewardSettings(service=srv.url, send_media=True)

@@ -126,6 +126,9 @@ class RewardSettings(_Section):
     """What a wrong answer costs against "cannot be answered" (``caprl.reward.engine.RewardConfig``)."""
     correctness_weight: float = 0.0
     """Weight of the correctness term: share of the caption's statements verified (shapes world: the scene)."""
+    send_media: bool = False
+    """Send each item's media path (absolute) with the request, so the service verifies the correctness term claim
+    by claim on real media (``caprl reward serve --judge ... --media-root`` holding the data; docs/train.md)."""
     seed: int = 0
     timeout_s: float = Field(default=300.0, gt=0)
 
@@ -133,6 +136,11 @@ class RewardSettings(_Section):
     def _one_source(self) -> RewardSettings:
         if (self.service is None) == (self.reader is None):
             raise ValueError("give exactly one of reward.service (URLs) or reward.reader (in-process scoring)")
+        if self.send_media and (self.service is None or not self.correctness_weight):
+            raise ValueError(
+                "reward.send_media is for a reward service verifying the correctness term on real media: it needs "
+                "reward.service and a correctness_weight"
+            )
         return self
 
     def options(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from PIL import Image
 from caprl.data.io import read_dataset
 from caprl.data.media import MediaError, VideoFrames, load_media
 from caprl.errors import InputError
-from caprl.schema import MCQ, Sample, VideoMedia
+from caprl.schema import MCQ, Sample, VideoMedia, resolve_media_path
 from caprl.train.config import DataSettings
 
 
@@ -97,6 +97,13 @@ class TrainData:
         from datasets import Dataset
 
         return Dataset.from_list([self.row(sid) for sid in self.items])
+
+    def media_path(self, sample_id: str) -> Path:
+        """The sample's media file, absolute (what the reward service reads under its ``--media-root``)."""
+        media = self.items[sample_id].sample.media
+        if media.path is None:
+            raise InputError(f"sample {sample_id!r}: its media has no file path to send to the reward service")
+        return resolve_media_path(media.path, self.root).resolve()
 
     def readable(self, sample_id: str) -> bool:
         """Whether the sample's media loads; a failure is recorded once (see :meth:`take_unreadable`)."""

@@ -43,17 +43,38 @@ class EngineScorer:
 class ServiceScorer:
     """Scores through one or more reward services; the run's reward options go with every request."""
 
-    def __init__(self, urls: Sequence[str], options: dict[str, Any], *, api_key: str | None = None, timeout=300.0):
+    def __init__(
+        self,
+        urls: Sequence[str],
+        options: dict[str, Any],
+        *,
+        api_key: str | None = None,
+        timeout=300.0,
+        send_media: bool = False,
+    ):
         from caprl.server import RewardClient
 
         self.client = RewardClient(list(urls), api_key=api_key, timeout=timeout)
         self.options = options
+        self.send_media = send_media
 
     def score(self, items: Sequence[RewardItem]) -> list[RewardResult]:
-        return self.client.score(items, options=self.options, include_questions=False)
+        payload: Sequence[Any] = items
+        if self.send_media:
+            payload = [_with_media(it) for it in items]
+        return self.client.score(payload, options=self.options, include_questions=False)
 
     def close(self) -> None:
         self.client.close()
+
+
+def _with_media(item: RewardItem) -> dict[str, Any]:
+    """The item's JSON with its media path in the service's form (``media`` itself is not serialised)."""
+    body = item.model_dump(mode="json", exclude_none=True)
+    if item.media is None:
+        raise ValueError(f"item {item.id!r}: reward.send_media is on but the item has no media path")
+    body["media"] = {"type": item.modality, "path": str(item.media)}
+    return body
 
 
 def make_scorer(settings: RewardSettings) -> Scorer:
@@ -62,7 +83,9 @@ def make_scorer(settings: RewardSettings) -> Scorer:
         key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
         if settings.api_key_env and not key:
             raise ConfigError(f"reward.api_key_env: the environment variable {settings.api_key_env} is not set")
-        return ServiceScorer(settings.urls(), settings.options(), api_key=key, timeout=settings.timeout_s)
+        return ServiceScorer(
+            settings.urls(), settings.options(), api_key=key, timeout=settings.timeout_s, send_media=settings.send_media
+        )
     from caprl.readers import load_reader
 
     assert settings.reader is not None  # RewardSettings guarantees one source
@@ -151,8 +174,9 @@ class CaptionReward:
 
     __name__ = "caprl"
 
-    def __init__(self, data: TrainData, scorer: Scorer, *, sample_captions: int = 4):
+    def __init__(self, data: TrainData, scorer: Scorer, *, sample_captions: int = 4, send_media: bool = False):
         self.data, self.scorer, self.sample_captions = data, scorer, sample_captions
+        self.send_media = send_media
         self.stats = StepStats()
 
     def take_stats(self) -> StepStats:
@@ -177,6 +201,7 @@ class CaptionReward:
                 id=sid,
                 caption_tokens=len(ids),
                 scene=self.data.items[sid].sample.metadata.get("scene"),
+                media=self.data.media_path(sid) if self.send_media else None,
             )
             for cap, sid, ids in zip(captions, sample_id, completion_ids, strict=True)
         ]

@@ -234,7 +234,7 @@ def build_trainer(cfg: TrainConfig, scorer: Scorer, callbacks: list[Any] | None 
         )
     report_to = _report_to(cfg)
     args = grpo_args(cfg, device, dtype, suppressed_tokens(model), report_to)
-    reward = CaptionReward(data, scorer, sample_captions=cfg.logging.sample_captions)
+    reward = CaptionReward(data, scorer, sample_captions=cfg.logging.sample_captions, send_media=cfg.reward.send_media)
     cbs: list[Any] = [MetricsCallback(cfg.run_dir, reward), *(callbacks or [])]
     if "tensorboard" in report_to:
         from torch.utils.tensorboard import SummaryWriter
