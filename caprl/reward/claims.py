@@ -43,7 +43,7 @@ from caprl.readers.base import Messages, Reader, takes_seeds
 from caprl.reward.correctness import ClaimVerdict, Verification, VerificationError
 
 # The judge reward's readers of JSON spans in free text (balanced braces, quotes respected; JSON or a literal).
-from caprl.reward.judge import _THINK, JUDGE_SAMPLING, _load_object, _object_spans
+from caprl.reward.judge import _THINK, JUDGE_SAMPLING, _load_object, _object_spans, ask_each
 
 if TYPE_CHECKING:
     from caprl.reward.engine import RewardItem
@@ -430,19 +430,7 @@ class ClaimVerifier:
         )
 
     def _ask(self, requests: list[CaptionRequest], settings: GenerationSettings) -> list[str | CaptionerError]:
-        """One answer per request; when the batch fails, requests are asked alone so one bad one fails alone."""
-        try:
-            return [texts[0] for texts in self.judge.caption(requests, settings)]
-        except CaptionerError as exc:
-            if len(requests) == 1:
-                return [exc]
-        out: list[str | CaptionerError] = []
-        for req in requests:
-            try:
-                out.append(self.judge.caption([req], settings)[0][0])
-            except CaptionerError as exc:
-                out.append(exc)
-        return out
+        return ask_each(self.judge, requests, settings)
 
     def check(self, jobs: Sequence[ClaimCheck]) -> list[CheckResult | Exception]:
         """The judge's verdicts per job, in order; media that cannot be loaded is returned as its exception."""

@@ -351,6 +351,24 @@ class JudgeResult:
         }
 
 
+def ask_each(
+    captioner: Captioner, requests: Sequence[CaptionRequest], settings: GenerationSettings
+) -> list[str | CaptionerError]:
+    """One answer per request; when the batch fails, requests are asked alone so one bad one fails alone."""
+    try:
+        return [texts[0] for texts in captioner.caption(list(requests), settings)]
+    except CaptionerError as exc:
+        if len(requests) == 1:
+            return [exc]
+    out: list[str | CaptionerError] = []
+    for req in requests:
+        try:
+            out.append(captioner.caption([req], settings)[0][0])
+        except CaptionerError as exc:
+            out.append(exc)
+    return out
+
+
 class VLMJudge:
     """Score captions with a VLM judge (any ``Captioner``), batched, with retries for malformed answers.
 
@@ -394,20 +412,7 @@ class VLMJudge:
         return CaptionRequest(media=item.media, prompt=prompt, id=item.id, system=self.system)
 
     def _ask(self, items: Sequence[JudgeItem], settings: GenerationSettings) -> list[str | CaptionerError]:
-        """One answer per item; when the batch fails, items are asked alone so one bad item fails alone."""
-        requests = [self.request(it) for it in items]
-        try:
-            return [texts[0] for texts in self.captioner.caption(requests, settings)]
-        except CaptionerError as exc:
-            if len(requests) == 1:
-                return [exc]
-        out: list[str | CaptionerError] = []
-        for req in requests:
-            try:
-                out.append(self.captioner.caption([req], settings)[0][0])
-            except CaptionerError as exc:
-                out.append(exc)
-        return out
+        return ask_each(self.captioner, [self.request(it) for it in items], settings)
 
     def score(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
         """One ``JudgeResult`` per item, in order."""

@@ -4,15 +4,7 @@ beyond what it does): pix2struct's relaxed correctness and the Qwen-VL ANLS dist
 from __future__ import annotations
 
 from caprl.eval.metrics.anls import levenshtein
-
-
-def _to_float(text: str) -> float | None:
-    try:
-        if text.endswith("%"):
-            return float(text.rstrip("%")) / 100.0
-        return float(text)
-    except ValueError:
-        return None
+from caprl.eval.metrics.relaxed import to_float as _to_float
 
 
 def relaxed_correctness(target: str, prediction: str, max_relative_change: float = 0.05) -> bool:
