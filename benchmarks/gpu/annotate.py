@@ -38,7 +38,12 @@ def run(b: Bench, out: AnnotationSection) -> None:
 
     s = b.sizes
     policy, _ = b.policy_dir()
-    out.captioner, out.max_new_tokens, out.image_px, out.batch_size = s.policy, s.annotate_new_tokens, s.image_px, s.annotate_batch
+    out.captioner, out.max_new_tokens, out.image_px, out.batch_size = (
+        s.policy,
+        s.annotate_new_tokens,
+        s.image_px,
+        s.annotate_batch,
+    )
     images = [render_image(make_image_scene(7_000 + i, size=s.image_px)) for i in range(s.annotate_images)]
     prompt = "Please describe this image in detail."
     requests = [CaptionRequest(media=im, prompt=prompt, id=f"img{i}") for i, im in enumerate(images)]
@@ -53,8 +58,8 @@ def run(b: Bench, out: AnnotationSection) -> None:
         start = time.perf_counter()
         cap.caption(requests, settings)
         batched_s = time.perf_counter() - start
-        out.batched_captions, out.batched_captions_per_s = len(requests), round(len(requests) / batched_s, 4)
-        out.batched_tokens_per_s = round(tokens[0] / batched_s, 2)
+        out.batched_captions, out.batched_captions_per_s = len(requests), len(requests) / batched_s
+        out.batched_tokens_per_s = tokens[0] / batched_s
         print(f"[annotation] batched ({s.annotate_batch}): {len(requests) / batched_s:.2f} captions/s", flush=True)
 
         cap.batch_size = 1
@@ -70,7 +75,7 @@ def run(b: Bench, out: AnnotationSection) -> None:
     finally:
         del cap
         free_memory()
-    out.single_captions, out.single_captions_per_s = done, round(done / single_s, 4)
-    out.single_tokens_per_s = round(tokens[0] / single_s, 2)
-    out.speedup = round(out.batched_captions_per_s / out.single_captions_per_s, 2)
-    print(f"[annotation] one at a time: {done / single_s:.2f} captions/s; batched/single {out.speedup}x", flush=True)
+    out.single_captions, out.single_captions_per_s = done, done / single_s
+    out.single_tokens_per_s = tokens[0] / single_s
+    out.speedup = out.batched_captions_per_s / out.single_captions_per_s
+    print(f"[annotation] one at a time: {done / single_s:.2f} captions/s; batched/single {out.speedup:.2f}x", flush=True)

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -70,6 +71,17 @@ def work_folder(need_gib: float) -> Path:
     return Path(tempfile.mkdtemp(prefix="caprl-gpu-bench-"))
 
 
+def imported_distributions() -> list[str]:
+    """Distributions (normalised names) that provide the top-level modules imported so far."""
+    owners = metadata.packages_distributions()
+    tops = {name.partition(".")[0] for name in list(sys.modules)}
+    return sorted({normalise(d) for top in tops for d in owners.get(top, ())})
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def run_section(name: str, section: SectionResult, fn: Callable[[], None], *, budget: float, time_left: float) -> None:
     """Run one section, time it, and record its failure instead of raising it."""
     section.budget_s = round(min(budget, time_left), 1)
@@ -107,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     sizes = TINY if args.tiny else REAL
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # saving and loading bars of multi-GB models would bury the figures
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if sizes.threads and not device.startswith("cuda"):
         torch.set_num_threads(sizes.threads)
@@ -148,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.close()
         shutil.rmtree(bench.work, ignore_errors=True)
     result.wall_s = round(time.perf_counter() - started, 1)
+    result.environment.imported = imported_distributions()
     write(result, args.out)
     print(markdown(result), flush=True)
     return 0 if all(getattr(result, s).status == "ok" for s in wanted) else 1

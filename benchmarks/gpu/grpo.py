@@ -141,13 +141,13 @@ def variant(b: Bench, name: str, policy: Path, data: Path, url: str) -> GrpoVari
     return GrpoVariant(
         name=name,
         steps_timed=len(timed),
-        step_s=round(mean["step"], 4),
-        generation_s=round(mean["generation"], 4),
-        reward_wait_s=round(mean["reward"], 4),
-        update_s=round(mean["step"] - mean["generation"] - mean["reward"], 4),
+        step_s=mean["step"],
+        generation_s=mean["generation"],
+        reward_wait_s=mean["reward"],
+        update_s=mean["step"] - mean["generation"] - mean["reward"],
         captions_per_step=s.group,
-        caption_tokens_mean=round(sum(tokens) / len(tokens), 1) if tokens else 0.0,
-        peak_memory_gib=round(peak, 3),
+        caption_tokens_mean=sum(tokens) / len(tokens) if tokens else 0.0,
+        peak_memory_gib=peak,
         trainable_params=trainable,
     )
 

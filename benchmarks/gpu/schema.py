@@ -11,13 +11,21 @@ import math
 from collections.abc import Iterator
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SECTIONS = ("reader", "service", "grpo", "annotation")
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _significant(cls, v: object) -> object:
+        # Five significant digits, whatever the scale: a tiny model's TFLOP/s must not round to 0.
+        if isinstance(v, float) and math.isfinite(v) and v != 0:
+            return float(f"{v:.5g}")
+        return v
 
 
 class Environment(_Model):
@@ -30,6 +38,8 @@ class Environment(_Model):
     """Versions of torch, transformers, trl, peft, ... as imported (carried wheels included)."""
     matmul_bf16_tflops: float | None = None
     """``torch.matmul`` 8192x8192x8192 in bfloat16 on the GPU (None on a CPU)."""
+    imported: list[str] = []
+    """Distributions whose modules this process had imported at the end (what the GPU machine must have)."""
 
 
 class SectionResult(_Model):
@@ -192,10 +202,13 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _params(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.1f} M"
+
+
 def _status(name: str, s: SectionResult) -> list[str]:
-    line = f"## {name}: {s.status}" + (
-        f" ({s.seconds:.0f} s of {s.budget_s:.0f} s)" if s.seconds and s.budget_s else ""
-    )
+    took = f" ({s.seconds:.0f} s of {s.budget_s:.0f} s)" if s.seconds is not None and s.budget_s else ""
+    line = f"## {name}: {s.status}{took}"
     out = ["", line, ""]
     if s.error:
         out += ["```", s.error.strip()[-2000:], "```", ""]
@@ -215,9 +228,9 @@ def markdown(r: BenchResult) -> str:
     lines += _status("reader", r.reader)
     for m in r.reader.models:
         lines += [
-            f"**{m.model}** ({m.params / 1e9:.2f} B params; {m.captions} captions of {m.caption_tokens_min}-"
+            f"**{m.model}** ({_params(m.params)} params; {m.captions} captions of {m.caption_tokens_min}-"
             f"{m.caption_tokens_max} tokens, {m.questions_per_caption} questions each; matmul on its shapes "
-            f"{m.matmul_tflops:.0f} TFLOP/s): letter scoring {m.score_questions_per_s:,.1f} q/s (batch_tokens "
+            f"{_n(m.matmul_tflops)} TFLOP/s): letter scoring {m.score_questions_per_s:,.1f} q/s (batch_tokens "
             f"{m.score_batch_tokens}), CapRL-style generate {m.generate_questions_per_s:,.1f} q/s (batch_tokens "
             f"{m.generate_batch_tokens}): **{m.score_vs_generate:.1f}x**.",
             "",
@@ -245,12 +258,12 @@ def markdown(r: BenchResult) -> str:
     lines += _status("grpo", g)
     if g.variants:
         lines += [
-            f"Policy {g.policy} ({(g.params or 0) / 1e9:.2f} B), group {g.group_size}, captions up to "
+            f"Policy {g.policy} ({_params(g.params)}), group {g.group_size}, captions up to "
             f"{g.max_completion_tokens} tokens, {g.image_px} px images; reward from the service ({g.reader}).",
             "",
         ]
         rows = [[v.name, _n(v.step_s), _n(v.generation_s), _n(v.reward_wait_s), _n(v.update_s),
-                 _n(v.caption_tokens_mean), _n(v.peak_memory_gib), f"{v.trainable_params / 1e6:,.1f} M"]
+                 _n(v.caption_tokens_mean), _n(v.peak_memory_gib), _params(v.trainable_params)]
                 for v in g.variants]  # fmt: skip
         header = ["", "s/step", "generation s", "reward wait s", "update s", "caption tokens", "peak GiB", "trainable"]
         lines += _table(header, rows)

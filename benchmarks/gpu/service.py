@@ -38,12 +38,12 @@ def run(b: Bench, out: ServiceSection) -> None:
     latencies, wall = asyncio.run(drive(svc.url, items, s.clients, s.captions_per_request, b.left()))
     rate = len(latencies) * s.captions_per_request / wall
     out.service = ServiceFigures(
-        captions_per_s=round(rate, 3),
-        questions_per_s=round(rate * s.questions, 3),
-        p50_ms=round(float(np.percentile(latencies, 50)) * 1000, 2),
-        p99_ms=round(float(np.percentile(latencies, 99)) * 1000, 2),
+        captions_per_s=rate,
+        questions_per_s=rate * s.questions,
+        p50_ms=float(np.percentile(latencies, 50)) * 1000,
+        p99_ms=float(np.percentile(latencies, 99)) * 1000,
     )
-    print(f"[service] HTTP: {rate:.1f} captions/s, p50 {out.service.p50_ms} ms, p99 {out.service.p99_ms} ms",
+    print(f"[service] HTTP: {rate:.1f} captions/s, p50 {out.service.p50_ms:.0f} ms, p99 {out.service.p99_ms:.0f} ms",
           flush=True)  # fmt: skip
 
     reader = TransformersReader(b.reader_dir(), device=b.device)
@@ -58,8 +58,8 @@ def run(b: Bench, out: ServiceSection) -> None:
     finally:
         del engine, reader
         free_memory()
-    out.in_process = ServiceFigures(captions_per_s=round(n / seconds, 3), questions_per_s=round(questions / seconds, 3))
-    out.service_vs_in_process = round(out.service.captions_per_s / out.in_process.captions_per_s, 3)
+    out.in_process = ServiceFigures(captions_per_s=n / seconds, questions_per_s=questions / seconds)
+    out.service_vs_in_process = out.service.captions_per_s / out.in_process.captions_per_s
     print(f"[service] in process: {n / seconds:.1f} captions/s", flush=True)
 
 
