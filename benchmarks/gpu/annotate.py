@@ -78,4 +78,4 @@ def run(b: Bench, out: AnnotationSection) -> None:
     out.single_captions, out.single_captions_per_s = done, done / single_s
     out.single_tokens_per_s = tokens[0] / single_s
     out.speedup = out.batched_captions_per_s / out.single_captions_per_s
-    print(f"[annotation] one at a time: {done / single_s:.2f} captions/s; batched/single {out.speedup:.2f}x", flush=True)
+    print(f"[annotation] one at a time: {done / single_s:.2f} captions/s; batched/single {out.speedup:.2f}x")
