@@ -152,8 +152,15 @@ class Bench:
             env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
             if s.threads:
                 env["OMP_NUM_THREADS"] = str(s.threads)
-            svc = ServiceProcess(self.reader_dir(), args, env=env, log_path=self.work / "serve.log")
-            svc.start(timeout=180)
+            log = self.work / "serve.log"
+            svc = ServiceProcess(self.reader_dir(), args, env=env, log_path=log)
+            try:
+                svc.start(timeout=180)
+            except Exception as exc:
+                svc.stop()
+                # The work folder goes when the run ends: the service's own words go into the error.
+                tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                raise RuntimeError(f"caprl reward serve did not start: {exc}\n--- serve.log ---\n{tail}") from exc
             self._service = svc
         return self._service
 
