@@ -82,6 +82,30 @@ def test_a_failing_section_is_recorded_and_the_run_goes_on():
     assert "## grpo: failed" in markdown(result) and "pretend" in markdown(result)
 
 
+def test_a_stopped_run_keeps_its_file_and_says_what_was_cut(tmp_path):
+    """run.sh's time limit sends SIGTERM: the running section is marked failed, the rest skipped, the file written,
+    and the reward service the run started is stopped with it."""
+    import signal
+
+    cmd = [sys.executable, "-m", "benchmarks.gpu.bench", "--tiny", "--device", "cpu", "--out", str(tmp_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*cmd, "--sections", "service,grpo"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if "starting caprl reward serve" in line:
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, rest
+    result = BenchResult.model_validate_json((tmp_path / "gpu_bench.json").read_text())
+    assert result.service.status == "failed" and "stopped by signal" in result.service.error
+    assert result.grpo.status == "skipped" and "stopped" in result.grpo.error
+    assert result.reader.status == "skipped" and result.reader.error is None  # not asked for
+
+
 def test_real_shapes_have_the_published_sizes():
     from benchmarks.gpu.context import new_tokenizer
     from benchmarks.gpu.shapes import param_counts

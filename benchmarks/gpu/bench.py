@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -51,14 +52,18 @@ def environment(device: str, *, matmul_s: float) -> Environment:
         from benchmarks._common import matmul_flops
 
         props = torch.cuda.get_device_properties(device)
-        peak = matmul_flops([(8192, 8192, 8192)], dtype=torch.bfloat16, seconds=matmul_s, device=device)["peak"]
+        try:
+            peak = matmul_flops([(8192, 8192, 8192)], dtype=torch.bfloat16, seconds=matmul_s, device=device)["peak"]
+        except Exception as exc:  # noqa: BLE001 - the sections say more; the run goes on
+            print(f"the 8192^3 bf16 matmul failed: {exc}", flush=True)
+            peak = None
         return Environment(
             device=torch.cuda.get_device_name(device),
             accelerator="cuda",
             gpu_memory_gib=round(props.total_memory / 2**30, 1),
             python=platform.python_version(),
             packages=packages,
-            matmul_bf16_tflops=round(peak / 1e12, 1),
+            matmul_bf16_tflops=round(peak / 1e12, 1) if peak else None,
         )
     return Environment(device=cpu_model_name(), accelerator="cpu", python=platform.python_version(), packages=packages)
 
@@ -82,6 +87,14 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+class Stopped(BaseException):
+    """SIGTERM: run.sh's time limit (or the device call's end) arrived; the run writes what it has and stops."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(f"stopped by signal {signum}: the run's time limit")
+
+
 def run_section(name: str, section: SectionResult, fn: Callable[[], None], *, budget: float, time_left: float) -> None:
     """Run one section, time it, and record its failure instead of raising it."""
     section.budget_s = round(min(budget, time_left), 1)
@@ -92,6 +105,9 @@ def run_section(name: str, section: SectionResult, fn: Callable[[], None], *, bu
     try:
         fn()
         section.status = "ok"
+    except Stopped as exc:
+        section.status, section.error = "failed", str(exc)
+        raise
     except BaseException as exc:  # noqa: BLE001 - a section's failure must not lose the other sections' figures
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -148,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    signal.signal(signal.SIGTERM, _stop)
     try:
         for name in SECTIONS:
             if name not in wanted:
@@ -159,7 +176,14 @@ def main(argv: list[str] | None = None) -> int:
             result.wall_s = round(time.perf_counter() - started, 1)
             write(result, args.out)
             print(f"[{name}] {getattr(result, name).status} in {getattr(result, name).seconds} s", flush=True)
+    except Stopped as exc:
+        print(f"{exc}; writing what was measured", flush=True)
+        for name in wanted:
+            section = getattr(result, name)
+            if section.status == "skipped" and section.error is None:
+                section.error = "not run: the run was stopped before it"
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         bench.close()
         shutil.rmtree(bench.work, ignore_errors=True)
     result.wall_s = round(time.perf_counter() - started, 1)

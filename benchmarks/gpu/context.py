@@ -156,8 +156,10 @@ class Bench:
             svc = ServiceProcess(self.reader_dir(), args, env=env, log_path=log)
             try:
                 svc.start(timeout=180)
-            except Exception as exc:
+            except BaseException as exc:  # a stop (SIGTERM) while it loads must not leave it running
                 svc.stop()
+                if not isinstance(exc, Exception):
+                    raise
                 # The work folder goes when the run ends: the service's own words go into the error.
                 tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
                 raise RuntimeError(f"caprl reward serve did not start: {exc}\n--- serve.log ---\n{tail}") from exc
