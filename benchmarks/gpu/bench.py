@@ -170,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
             if name not in wanted:
                 continue
             left = budget - (time.perf_counter() - started)
-            print(f"[{name}] starting ({min(sizes.budgets[name], left):.0f} s budget)", flush=True)
-            bench.deadline = time.perf_counter() + min(sizes.budgets[name], left)
-            run_section(name, getattr(result, name), runners[name], budget=sizes.budgets[name], time_left=left)
+            later = sum(sizes.budgets[n] for n in SECTIONS[SECTIONS.index(name) + 1 :] if n in wanted)
+            allowed = min(left, max(sizes.budgets[name], left - later))  # what earlier sections left unused too
+            print(f"[{name}] starting ({allowed:.0f} s budget)", flush=True)
+            bench.deadline = time.perf_counter() + allowed
+            run_section(name, getattr(result, name), runners[name], budget=allowed, time_left=left)
             result.wall_s = round(time.perf_counter() - started, 1)
             write(result, args.out)
             print(f"[{name}] {getattr(result, name).status} in {getattr(result, name).seconds} s", flush=True)

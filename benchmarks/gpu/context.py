@@ -43,6 +43,7 @@ class Sizes:
     annotate_single: int
     annotate_new_tokens: int
     budgets: dict[str, float]
+    """Each section's time box; time an earlier section leaves unused goes to the later ones."""
     budget_s: float
     threads: int | None
 
@@ -50,10 +51,10 @@ class Sizes:
 REAL = Sizes(
     readers=("qwen2.5-1.5b", "qwen2.5-7b"), caption_tokens=(200, 600), questions=8, score_captions=64,
     generate_captions=16, batch_tokens=(8192, 16384, 32768, 65536, 131072), matmul_rows=8192, min_measure_s=1.0,
-    service_reader="qwen2.5-1.5b", clients=32, captions_per_request=8, requests_per_client=4, max_batch=64,
+    service_reader="qwen2.5-1.5b", clients=32, captions_per_request=8, requests_per_client=3, max_batch=64,
     policy="qwen2.5-vl-3b", image_px=448, group=8, completion_tokens=512, grpo_steps=2, lora_r=16,
     annotate_images=16, annotate_batch=16, annotate_single=3, annotate_new_tokens=256,
-    budgets={"reader": 160, "service": 60, "grpo": 130, "annotation": 45}, budget_s=420, threads=None,
+    budgets={"reader": 150, "service": 70, "grpo": 145, "annotation": 45}, budget_s=420, threads=None,
 )  # fmt: skip
 TINY = Sizes(
     readers=("tiny",), caption_tokens=(20, 60), questions=8, score_captions=4, generate_captions=2,

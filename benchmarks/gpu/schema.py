@@ -88,6 +88,8 @@ class ReaderSection(SectionResult):
 
 
 class ServiceFigures(_Model):
+    captions: int
+    """Captions scored in the timed span (each side stops taking new work when its time box ends)."""
     captions_per_s: float
     questions_per_s: float
     p50_ms: float | None = None
@@ -243,16 +245,17 @@ def markdown(r: BenchResult) -> str:
     lines += _status("service", s)
     if s.service and s.in_process:
         lines += [
-            f"Reader {s.reader}; {s.captions} captions, {s.clients} concurrent clients x {s.captions_per_request} "
-            f"captions per request (bulk endpoint); engine batches of {s.max_batch}.",
+            f"Reader {s.reader}; a pool of {s.captions} captions, {s.clients} concurrent clients x "
+            f"{s.captions_per_request} captions per request (bulk endpoint); engine batches of {s.max_batch}.",
             "",
         ]
+        http, local = s.service, s.in_process
         rows = [
-            ["caprl reward serve (HTTP)", _n(s.service.captions_per_s), _n(s.service.questions_per_s),
-             _n(s.service.p50_ms), _n(s.service.p99_ms)],
-            ["in process", _n(s.in_process.captions_per_s), _n(s.in_process.questions_per_s), "–", "–"],
+            ["caprl reward serve (HTTP)", str(http.captions), _n(http.captions_per_s), _n(http.questions_per_s),
+             _n(http.p50_ms), _n(http.p99_ms)],
+            ["in process", str(local.captions), _n(local.captions_per_s), _n(local.questions_per_s), "–", "–"],
         ]  # fmt: skip
-        lines += _table(["", "captions/s", "questions/s", "p50 ms", "p99 ms"], rows)
+        lines += _table(["", "captions", "captions/s", "questions/s", "p50 ms", "p99 ms"], rows)
         lines += ["", f"Service / in process: {_n(s.service_vs_in_process)}."]
     g = r.grpo
     lines += _status("grpo", g)

@@ -29,15 +29,16 @@ def run(b: Bench, out: ServiceSection) -> None:
     s = b.sizes
     n = s.clients * s.requests_per_client * s.captions_per_request
     items = make_items(n, b.tokenizer(), tokens=s.caption_tokens, questions=s.questions, seed=2)
-    questions = n * s.questions
     out.reader, out.clients, out.captions_per_request = s.service_reader, s.clients, s.captions_per_request
     out.captions, out.max_batch = n, s.max_batch
 
     print("[service] starting caprl reward serve", flush=True)
     svc = b.service()
-    latencies, wall = asyncio.run(drive(svc.url, items, s.clients, s.captions_per_request, b.left()))
+    # Half of what is left for the clients (then they send no new requests); the rest for the in-process run.
+    latencies, wall = asyncio.run(drive(svc.url, items, s.clients, s.captions_per_request, 0.5 * b.left()))
     rate = len(latencies) * s.captions_per_request / wall
     out.service = ServiceFigures(
+        captions=len(latencies) * s.captions_per_request,
         captions_per_s=rate,
         questions_per_s=rate * s.questions,
         p50_ms=float(np.percentile(latencies, 50)) * 1000,
@@ -51,16 +52,20 @@ def run(b: Bench, out: ServiceSection) -> None:
     try:
         engine.score(items[: s.max_batch])  # warm-up, as the service had its first requests
         b.sync()
-        start = time.perf_counter()
+        start, done = time.perf_counter(), 0
         for k in range(0, n, s.max_batch):
-            engine.score(items[k : k + s.max_batch])
-        seconds = time.perf_counter() - start
+            done += len(engine.score(items[k : k + s.max_batch]))
+            seconds = time.perf_counter() - start
+            if b.left() < 1.5 * seconds / done * s.max_batch:
+                break  # out of time: the rate of the batches done
     finally:
         del engine, reader
         free_memory()
-    out.in_process = ServiceFigures(captions_per_s=n / seconds, questions_per_s=questions / seconds)
+    out.in_process = ServiceFigures(
+        captions=done, captions_per_s=done / seconds, questions_per_s=done * s.questions / seconds
+    )
     out.service_vs_in_process = out.service.captions_per_s / out.in_process.captions_per_s
-    print(f"[service] in process: {n / seconds:.1f} captions/s", flush=True)
+    print(f"[service] in process: {done / seconds:.1f} captions/s ({done} captions)", flush=True)
 
 
 async def drive(url: str, items: list, clients: int, per_request: int, time_left: float) -> tuple[list[float], float]:
@@ -75,7 +80,7 @@ async def drive(url: str, items: list, clients: int, per_request: int, time_left
     latencies: list[float] = []
 
     async def client_loop(client: AsyncRewardClient) -> None:
-        while not queue.empty():
+        while not queue.empty() and time.perf_counter() < stop_at:
             batch = queue.get_nowait()
             sent = time.perf_counter()
             results = await client.score(batch)
@@ -88,7 +93,8 @@ async def drive(url: str, items: list, clients: int, per_request: int, time_left
         await pool[0].score(requests[0])  # the service's first engine call (kernels, prefix cache) is not timed
         await asyncio.gather(*(c.health() for c in pool))  # connections opened outside the timing
         start = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(client_loop(c) for c in pool)), timeout=max(time_left, 1.0))
+        stop_at = start + time_left  # no new request after this; the ones in flight are answered and counted
+        await asyncio.gather(*(client_loop(c) for c in pool))
         wall = time.perf_counter() - start
     finally:
         await asyncio.gather(*(c.aclose() for c in pool))
