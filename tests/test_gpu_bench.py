@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.gpu.bench import normalise, run_section
-from benchmarks.gpu.schema import SECTIONS, BenchResult, SectionResult, bad_figures, figures, markdown
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside caprl, not in it (plain `pytest` runs too)
+
+from benchmarks.gpu.bench import normalise, run_section  # noqa: E402
+from benchmarks.gpu.schema import SECTIONS, BenchResult, SectionResult, bad_figures, figures, markdown  # noqa: E402
+
 GPU = ROOT / "benchmarks" / "gpu"
 # httpcore and httpcore2 import sniffio when it is there and do without it otherwise (the GPU image has none).
 OPTIONAL = {"sniffio"}
