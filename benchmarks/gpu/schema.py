@@ -122,7 +122,8 @@ class GrpoVariant(_Model):
     captions_per_step: int
     caption_tokens_mean: float
     peak_memory_gib: float
-    """``torch.cuda.max_memory_allocated`` during the variant (on a CPU: the process's peak RSS)."""
+    """``torch.cuda.max_memory_allocated`` of the trainer's process during the variant (the service's reader is in
+    its own process); on a CPU the process's peak resident set so far."""
     trainable_params: int
 
 
