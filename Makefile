@@ -15,7 +15,7 @@ else
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: demo test test-all lint venv browser verl-env
+.PHONY: demo test test-all lint venv browser verl-env gpu-wheels
 
 venv: $(STAMP)
 
@@ -63,3 +63,23 @@ test-all: $(STAMP) $(VERL_STAMP) browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check caprl tests benchmarks
+
+# Wheels that benchmarks/gpu/run.sh installs on a GPU machine (CPython 3.12, manylinux x86_64; the pins are
+# benchmarks/gpu/wheels.txt), downloaded into the ignored benchmarks/gpu/wheels/. A device call carries them
+# (carry: ["benchmarks/gpu/wheels"]) with the working tree, 64 MiB at most together: the total is printed and checked.
+GPU_WHEELS := benchmarks/gpu/wheels
+GPU_PLATFORMS := manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_24_x86_64 manylinux_2_28_x86_64 \
+  manylinux_2_31_x86_64 manylinux_2_34_x86_64
+# Only pip is needed (no virtualenv): GPU_PIP_PYTHON picks the interpreter whose pip downloads.
+GPU_PIP_PYTHON ?= $(PYTHON)
+gpu-wheels:
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(GPU_PIP_PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp $(addprefix --platform ,$(GPU_PLATFORMS)) -d $(GPU_WHEELS) -r benchmarks/gpu/wheels.txt
+	@wheels=$$(du -cb $(GPU_WHEELS)/*.whl | tail -1 | cut -f1); \
+	  tree=$$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null \
+	    | awk '/\ttotal$$/ {s += $$1} END {print s}'); \
+	  total=$$((wheels + tree)); \
+	  echo "$$(ls $(GPU_WHEELS)/*.whl | wc -l) wheels: $$((wheels / 1048576)) MiB; working tree: $$((tree / 1048576)) MiB;" \
+	    "together $$((total / 1048576)) MiB of the 64 MiB a device call takes"; \
+	  test $$total -le 67108864 || { echo "too large for one device call" >&2; exit 1; }

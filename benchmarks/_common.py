@@ -39,30 +39,39 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def matmul_flops(
-    shapes: Sequence[tuple[int, int, int]], *, dtype: torch.dtype = torch.float32, seconds: float = 1.0
+    shapes: Sequence[tuple[int, int, int]],
+    *,
+    dtype: torch.dtype = torch.float32,
+    seconds: float = 1.0,
+    device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """Measured ``torch.matmul`` FLOP/s of ``(m, k) @ (k, n)`` for each distinct shape, and for the list together.
 
     Each distinct shape runs (after a warm-up) for about ``seconds``, best of three rounds. ``"combined"`` is the
     total FLOPs of one matmul per list entry (repeats count again) over their total best time: the rate a model
-    whose work is exactly that list of matmuls could reach. ``"peak"`` is the best single shape.
+    whose work is exactly that list of matmuls could reach. ``"peak"`` is the best single shape. On a GPU
+    (``device``) every timed span ends with a synchronize, so it measures the kernels, not their launches.
     """
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     best_time: dict[tuple[int, int, int], float] = {}
     for shape in dict.fromkeys(shapes):
         m, k, n = shape
         if dtype == torch.int8:  # int8 x int8 -> int32, the product caprl's int8 readers compute
-            a = torch.randint(-127, 128, (m, k), dtype=torch.int8)
-            b = torch.randint(-127, 128, (k, n), dtype=torch.int8)
+            a = torch.randint(-127, 128, (m, k), dtype=torch.int8, device=dev)
+            b = torch.randint(-127, 128, (k, n), dtype=torch.int8, device=dev)
             op = torch._int_mm
         else:
-            a = torch.randn(m, k, dtype=dtype)
-            b = torch.randn(k, n, dtype=dtype)
+            a = torch.randn(m, k, dtype=dtype, device=dev)
+            b = torch.randn(k, n, dtype=dtype, device=dev)
             op = torch.matmul
         op(a, b)
+        sync()
         start = time.perf_counter()
         reps = 0
         while time.perf_counter() - start < 0.2:
             op(a, b)
+            sync()
             reps += 1
         per_round = max(1, int(reps * seconds / 0.2 / 3))
         best = float("inf")
@@ -70,6 +79,7 @@ def matmul_flops(
             start = time.perf_counter()
             for _ in range(per_round):
                 op(a, b)
+            sync()
             best = min(best, (time.perf_counter() - start) / per_round)
         best_time[shape] = best
     rates = {f"{m}x{k}x{n}": 2.0 * m * k * n / t for (m, k, n), t in best_time.items()}

@@ -22,14 +22,20 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
-from av.video.reformatter import ColorRange
 from PIL import Image
 
 from caprl.synth.render import render_frame
 from caprl.synth.scene import Scene
+
+if TYPE_CHECKING:
+    import av
+
+# PyAV (FFmpeg) is imported where a video is encoded, not with this module: ``caprl.cli`` imports the synth package,
+# and commands that never encode a video (``caprl reward serve``, ``caprl train`` on images) should neither pay for
+# FFmpeg at start-up nor need PyAV installed (benchmarks/gpu carries no 36 MB PyAV wheel to the GPU machine).
 
 # ITU-R BT.601, limited ("TV") range, 8-bit integer form: Y in [16, 235], Cb/Cr in [16, 240].
 _Y = np.array([66, 129, 25], dtype=np.int32)
@@ -42,6 +48,8 @@ _X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:sync-lookahead=0:
 
 
 def default_codec() -> str:
+    import av
+
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
@@ -64,6 +72,9 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _yuv_frame(img: Image.Image) -> av.VideoFrame:
     """A ``yuv420p`` frame of the image, every byte of its buffers written (line padding zeroed)."""
+    import av
+    from av.video.reformatter import ColorRange
+
     frame = av.VideoFrame(img.width, img.height, "yuv420p")
     for plane, data in zip(frame.planes, rgb_to_yuv420p(np.asarray(img.convert("RGB"))), strict=True):
         rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
@@ -76,6 +87,9 @@ def _yuv_frame(img: Image.Image) -> av.VideoFrame:
 
 def encode_mp4(frames: Iterable[Image.Image], fps: int, *, codec: str | None = None) -> bytes:
     """mp4 bytes for RGB frames of one even size at a constant ``fps``."""
+    import av
+    from av.video.reformatter import ColorRange
+
     codec = codec or default_codec()
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:

@@ -1,0 +1,1 @@
+"""GPU figures in one prepared call: see benchmarks/gpu/README.md."""
