@@ -306,6 +306,10 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
             {"image": x.id, "before": b[0], "after": a[0]}
             for x, b, a in list(zip(eval_ds.samples, before_caps, after_caps, strict=True))[:3]
         ],
+        # Every held-out caption, so any figure above can be recomputed (or a new check run) from this file alone.
+        "captions": {
+            x.id: {"before": b, "after": a} for x, b, a in zip(eval_ds.samples, before_caps, after_caps, strict=True)
+        },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
