@@ -92,22 +92,31 @@ def print_summary(summary: dict[str, Any]) -> None:
         mentions.add_row(label, *(_pct(m[k]) for k in ("colour", "shape", "count", "position", "text")))
     console.print(mentions)
 
-    truth = Table(title="how true the captions are, sentence by sentence against the scene (%)")
-    cols = ("statements/caption", "precision", "colour", "shape", "size", "cell", "count", "recall",
-            "hallucinating captions", "invented objects/caption", "unread")  # fmt: skip
-    truth.add_column("")
-    for col in cols:
-        truth.add_column(col, justify="right")
-    for label, t in (("before", before["truth"]), ("after", after["truth"])):
+    truth = Table(title="how true the captions are: every sentence checked against the scene")
+    for col in ("", "before", "after"):
+        truth.add_column(col, justify="left" if not col else "right")
+    tb, ta = before["truth"], after["truth"]
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else _pct(x)
+
+    def attrs(t: dict[str, Any]) -> str:
         by = t["precision_by_attribute"]
-        cells = [by.get(k) for k in ("colour", "shape", "size", "cell", "count")]
-        truth.add_row(
-            label,
-            f"{t['statements_per_caption'] or 0:.1f}",
-            *("-" if v is None else _pct(v) for v in (t["precision"], *cells, t["recall"], t["hallucination_rate"])),
-            f"{t['invented_objects_per_caption'] or 0:.2f}",
-            "-" if t["unread_share"] is None else _pct(t["unread_share"]),
-        )
+        return " / ".join(pct(by.get(k)) for k in ("colour", "shape", "size", "cell", "count"))
+
+    truth.add_row(
+        "statements per caption", f"{tb['statements_per_caption'] or 0:.1f}", f"{ta['statements_per_caption'] or 0:.1f}"
+    )
+    truth.add_row("precision: true / stated (%)", pct(tb["precision"]), pct(ta["precision"]))
+    truth.add_row("  colour / shape / size / cell / count", attrs(tb), attrs(ta))
+    truth.add_row("recall: scene facts stated (%)", pct(tb["recall"]), pct(ta["recall"]))
+    truth.add_row("captions with a false object (%)", pct(tb["hallucination_rate"]), pct(ta["hallucination_rate"]))
+    truth.add_row(
+        "invented objects per caption",
+        f"{tb['invented_objects_per_caption'] or 0:.2f}",
+        f"{ta['invented_objects_per_caption'] or 0:.2f}",
+    )
+    truth.add_row("unread sentences (%)", pct(tb["unread_share"]), pct(ta["unread_share"]))
     console.print(truth)
 
     c = summary["checks"]
