@@ -102,6 +102,14 @@ def test_caption_sheets_show_images_and_both_captions(heldout, tmp_path):
     page = write_html(tmp_path / "c.html", heldout, before, after, scores, title="t").read_text()
     assert page.count("data:image/png;base64,") == len(heldout.samples)
     assert before[0][0].replace('"', "&quot;") in page and "5/7 questions right" in page
+    # Every statement of a reference caption is true; a false one is struck through.
+    n = len([x for x in after[0][0].split(". ") if x])
+    assert f"{n} of {n} statements true" in page and "class='false'" not in page
+    o = heldout.samples[0].metadata["scene"]["objects"][0]
+    other = "black" if o["colour"] != "black" else "pink"
+    lie = after[0][0].replace(f"{o['size']} {o['colour']} {o['shape']}", f"{o['size']} {other} {o['shape']}", 1)
+    page = write_html(tmp_path / "d.html", heldout, before, [[lie], *after[1:]], scores, title="t").read_text()
+    assert f"{n - 1} of {n} statements true" in page and page.count("class='false'") == 1
     from PIL import Image
 
     img = Image.open(write_png(tmp_path / "c.png", heldout, before, after))

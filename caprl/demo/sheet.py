@@ -27,6 +27,30 @@ def _accuracy(correct: dict[tuple[str, int], tuple[int, int]], image: str, j: in
     return f"{right}/{total}" if total else "-"
 
 
+def _marked(scene: dict | None, caption: str) -> tuple[str, str]:
+    """The caption as HTML with each false statement struck in red and each unread sentence in grey, and a tag
+    "k of n statements true" (``caprl.synth.truth``); plain text when there is no scene."""
+    if scene is None:
+        return html.escape(caption), ""
+    from caprl.synth.truth import check_caption, sentences
+
+    truth = check_caption(scene, caption)
+    false = {st.text for st in truth.statements if not st.true}
+    unread = set(truth.unread)
+    parts = []
+    for sentence in sentences(caption):
+        text = html.escape(sentence)
+        if sentence in false:
+            parts.append(f"<span class='false' title='false'>{text}</span>")
+        elif sentence in unread:
+            parts.append(f"<span class='unread' title='not read by the checker'>{text}</span>")
+        else:
+            parts.append(text)
+    n = len(truth.statements)
+    tag = f" · {n - len([st for st in truth.statements if not st.true])} of {n} statements true" if n else ""
+    return " ".join(parts), tag
+
+
 def write_html(
     out: Path,
     ds: Dataset,
@@ -37,15 +61,16 @@ def write_html(
     title: str,
     n: int = 12,
 ) -> Path:
-    """One row per image: the image, its first caption before and after RL, and questions right out of asked."""
+    """One row per image: the image, its first caption before and after RL, questions right out of asked, and how
+    many of the caption's statements are true (false ones struck in red, unread sentences in grey)."""
     rows = []
     for i, s in enumerate(ds.samples[:n]):
         img = load_image(s.media, ds.root, sample_id=s.id)
         cells = []
         for label, caps, sc in (("before RL", before, scores[0]), ("after RL", after, scores[1])):
+            text, tag = _marked(s.metadata.get("scene"), caps[i][0])
             cells.append(
-                f"<td><div class='tag'>{label} · {_accuracy(sc, s.id, 0)} questions right</div>"
-                f"{html.escape(caps[i][0])}</td>"
+                f"<td><div class='tag'>{label} · {_accuracy(sc, s.id, 0)} questions right{tag}</div>{text}</td>"
             )
         rows.append(f"<tr><td><img src='{_png_data_uri(img)}' alt='{html.escape(s.id)}'></td>{''.join(cells)}</tr>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -55,7 +80,10 @@ table {{ border-collapse: collapse; }}
 td {{ border-top: 1px solid #ccc; padding: 8px; vertical-align: top; max-width: 420px; font-size: 14px; }}
 img {{ width: 160px; height: 160px; }}
 .tag {{ color: #555; font-size: 12px; margin-bottom: 4px; }}
+.false {{ color: #b00; text-decoration: line-through; }}
+.unread {{ color: #999; }}
 </style></head><body><h2>{html.escape(title)}</h2>
+<p class="tag">Struck in red: statements the scene graph says are false; grey: sentences the checker could not read.</p>
 <table><tr><th>image</th><th>before RL</th><th>after RL</th></tr>{"".join(rows)}</table></body></html>
 """
     out.write_text(page)
