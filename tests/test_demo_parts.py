@@ -171,3 +171,22 @@ def test_speed_probe_reads_the_first_images_detailed_captions_and_scales(heldout
     monkeypatch.setattr(timing, "DEMO_RUNS", {"fast": (2.0, 500.0), "slow": (10.0, 1300.0)})
     assert timing.estimate_seconds(6.0) == pytest.approx(900.0)
     assert timing.estimate_seconds(20.0) == pytest.approx(2300.0)
+
+
+def test_precision_change_has_a_paired_interval(heldout):
+    detailed = [[s.references["detailed"]] for s in heldout.samples]
+
+    def lie(s) -> str:
+        o = s.metadata["scene"]["objects"][0]
+        other = "black" if o["colour"] != "black" else "pink"
+        return s.references["detailed"].replace(f"{o['size']} {o['colour']}", f"{o['size']} {other}", 1)
+
+    lies = [[lie(s)] for s in heldout.samples]
+    same = ev.precision_change(heldout, detailed, detailed)
+    assert same == {"points": 0.0, "ci95_points": [0.0, 0.0]}
+    better = ev.precision_change(heldout, lies, detailed)
+    assert better["points"] > 0 and better["ci95_points"][0] > 0
+    worse = ev.precision_change(heldout, detailed, lies)
+    assert worse["points"] == -better["points"] and worse["ci95_points"][1] < 0
+    terse = [[s.references["terse"]] for s in heldout.samples]
+    assert ev.precision_change(heldout, [[""] for _ in heldout.samples], terse)["points"] is None  # nothing stated

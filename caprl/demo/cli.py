@@ -92,7 +92,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         mentions.add_row(label, *(_pct(m[k]) for k in ("colour", "shape", "count", "position", "text")))
     console.print(mentions)
 
-    truth = Table(title="how true the captions are: every sentence checked against the scene")
+    truth = Table(
+        title=f"how true the captions are: every sentence of {summary['settings'].get('truth_k', 1)} captions per "
+        "image checked against the scene"
+    )
     for col in ("", "before", "after"):
         truth.add_column(col, justify="left" if not col else "right")
     tb, ta = before["truth"], after["truth"]
@@ -118,6 +121,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
     truth.add_row("unread sentences (%)", pct(tb["unread_share"]), pct(ta["unread_share"]))
     console.print(truth)
+    pc = summary.get("precision_change") or {}
+    if pc.get("points") is not None:
+        lo, hi = pc["ci95_points"]
+        style = "green" if lo >= 0 else "yellow" if hi >= 0 else "red"
+        console.print(f"[{style}]precision change: {pc['points']:+.1f} points (95% CI {lo:+.1f} to {hi:+.1f})")
 
     c = summary["checks"]
     console.print(
@@ -149,6 +157,9 @@ def demo_command(
     n_train: int = typer.Option(DemoSettings.n_train, min=1, help="Shapes-world training images."),
     n_heldout: int = typer.Option(DemoSettings.n_heldout, min=2, help="Held-out images for before/after."),
     eval_k: int = typer.Option(DemoSettings.eval_k, min=1, help="Captions per held-out image (Prism uses 4)."),
+    truth_k: int = typer.Option(
+        DemoSettings.truth_k, min=1, help="Captions per held-out image for the truth check (no reader reads them)."
+    ),
     absence_questions: bool = typer.Option(
         DemoSettings.absence_questions,
         "--absence-questions/--no-absence-questions",
@@ -186,7 +197,7 @@ def demo_command(
     warnings.filterwarnings("ignore", category=FutureWarning)
     overrides = [*([f"optim.max_steps={steps}"] if steps is not None else []), *set_]
     settings = DemoSettings(
-        out=out, seed=seed, reader=reader, n_train=n_train, n_heldout=n_heldout, eval_k=eval_k,
+        out=out, seed=seed, reader=reader, n_train=n_train, n_heldout=n_heldout, eval_k=eval_k, truth_k=truth_k,
         absence_questions=absence_questions,
         style_steps=style_steps, config=config, overrides=overrides, shipped_captioner=not pretrain,
     )  # fmt: skip

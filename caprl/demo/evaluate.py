@@ -150,3 +150,35 @@ def truth(ds: Dataset, captions: Sequence[Sequence[str]]) -> dict[str, Any]:
     from caprl.synth.truth import truth_summary
 
     return truth_summary([s.metadata["scene"] for s in ds.samples], captions)
+
+
+def precision_change(
+    ds: Dataset, before: Sequence[Sequence[str]], after: Sequence[Sequence[str]], *, seed: int = 0, n_boot: int = 2000
+) -> dict[str, Any]:
+    """Statement precision after minus before, in points, with a 95% interval from a bootstrap over images (both
+    readings resampled together, each a ratio of true to stated statements)."""
+    import numpy as np
+
+    from caprl.synth.truth import check_caption
+
+    per_image = []
+    for s, b, a in zip(ds.samples, before, after, strict=True):
+        row = []
+        for caps in (b, a):
+            checks = [check_caption(s.metadata["scene"], c) for c in caps]
+            row += [sum(st.true for t in checks for st in t.statements), sum(len(t.statements) for t in checks)]
+        per_image.append(row)
+    m = np.asarray(per_image, dtype=np.float64)  # columns: true before, stated before, true after, stated after
+    if m[:, 1].sum() == 0 or m[:, 3].sum() == 0:
+        return {"points": None, "ci95_points": None}
+    point = m[:, 2].sum() / m[:, 3].sum() - m[:, 0].sum() / m[:, 1].sum()
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(m), np.full(len(m), 1.0 / len(m)), size=n_boot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diffs = (w @ m[:, 2]) / (w @ m[:, 3]) - (w @ m[:, 0]) / (w @ m[:, 1])
+    diffs = diffs[np.isfinite(diffs)]
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return {
+        "points": round(100 * float(point), 1),
+        "ci95_points": [round(100 * float(lo), 1), round(100 * float(hi), 1)],
+    }
