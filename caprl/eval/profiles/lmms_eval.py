@@ -6,8 +6,10 @@ Reproduced from EvolvingLMMs-Lab/lmms-eval at commit ``75571cfe0fa36ca5ec2e6aa2b
 ``tasks/videomme/utils.py``, ``tasks/chartqa/utils.py`` (``relaxed_correctness``), ``api/metrics.py``
 (``anls``), ``tasks/mmvu/utils.py`` (``evaluate_with_rule_based``), ``tasks/tomato/utils.py``
 (``parse_multi_choice_response``), ``tasks/timelens/utils.py`` (``extract_time``, ``iou``) and
-``tasks/chartqapro/utils.py`` (``chartqapro_process_results``). lmms-eval scores the model's raw output (its ``<think>`` stripping is opt-in per task and none of these
-opt in), so the profile reads the reader's raw output the same way.
+``tasks/chartqapro/utils.py`` (``chartqapro_process_results``). lmms-eval scores the model's raw output (its
+``<think>`` stripping is opt-in per task and none of these opt in), so the profile reads the reader's raw output the
+same way. MMVU's open questions the rules reject go to an LLM judge: caprl's judge (MMVU's official prompt), not
+lmms-eval's GPT-4o prompt (docs/eval.md says what differs).
 """
 
 from __future__ import annotations
@@ -236,10 +238,8 @@ def tomato_parse(response: str, options: list[str]) -> str:
         return "A"
     if len(found) == 1:
         return found[0]
-    if by_text:
-        at = [padded.lower().rfind(texts[c].lower()) for c in found]
-    else:
-        at = [padded.rfind(f"({c})") for c in found]
+    # with no "(X)" every position is -1; with candidates by text, the last occurrence of each text
+    at = [padded.lower().rfind(texts[c].lower()) if by_text else padded.rfind(f"({c})") for c in found]
     return found[max(range(len(found)), key=at.__getitem__)]  # the first of equal positions, as np.argmax
 
 
