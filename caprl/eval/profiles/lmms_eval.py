@@ -201,7 +201,8 @@ def _mmvu_answer(raw: str, item: EvalItem, mode: str) -> str | None:
         return raw
     if mmvu_open_rule(raw, item.answers[0]):
         return None  # accepted by the rules: upstream asks no judge (scored 1 below)
-    # Left to the judge, which upstream shows the output without its <think> block (StripReasoningExtractor).
+    # Left to the judge, shown the output without its <think> block (upstream's StripReasoningExtractor also drops
+    # <thinking> blocks, case-sensitively); the same text caprl's own profile sends, so the verdicts are shared.
     return extract.without_thinking(raw)
 
 
