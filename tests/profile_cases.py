@@ -130,6 +130,140 @@ JUDGE_REPLIES = [
 ]
 
 
+# MMVU: five options (its multiple-choice questions have A-E) and open questions whose rule lmms-eval tries
+# before its judge.
+MMVU_ITEM = {"question": "How many dogs are there?", "options": ["one", "two", "three", "four", "five"], "gold": 1}
+MMVU_MCQ_OUTPUTS = MCQ_OUTPUTS + [
+    "a cat",
+    "Both of them",
+    "The answer is two dogs",
+    "Xb: three",
+    "Bx and fourteen",
+    "It is (b)",
+    "FIVE",
+]
+MMVU_OPEN_OUTPUTS = [
+    "Depth-First Search (DFS)",
+    "The algorithm is depth-first search (DFS).",
+    "DFS",
+    "depth first search",
+    "search depth-first",
+    "Breadth-first search",
+    "O(n²)",
+    "o(n^2) time",
+    "It runs in O(n log n)",
+    "O(n^2)",
+    "17",
+    "17.004",
+    "about 17.02 m",
+    "18",
+    "Energy, kinetic!",
+    "kinetic",
+    "the energy is potential",
+    "two (2)",
+    "n",
+    "it",
+    "",
+    "   ",
+    "<think>hm</think>DFS",
+    "<think>It is 17</think>18",
+    "12 and 17",
+]
+MMVU_OPEN_CASES: list[dict[str, Any]] = [
+    {"answers": ["Depth-First Search (DFS)"]},
+    {"answers": ["O(n^2)"]},
+    {"answers": ["17"]},
+    {"answers": ["kinetic energy"]},
+    {"answers": ["of it"]},
+    {"answers": ["n³"]},
+]
+
+TOMATO_ITEM = {
+    "question": "Which way does the wheel turn?",
+    "options": ["clockwise", "counter-clockwise", "not rotating", "back and forth", "zooming in"],
+    "gold": 1,
+}
+TOMATO_OUTPUTS = MCQ_OUTPUTS + [
+    "The wheel turns counter-clockwise in the frames shown",
+    "The wheel turns clockwise in the frames shown",
+    "It seems to be going back and forth here",
+    "counter-clockwise",
+    "(A) is wrong; (B) is right",
+    "I guess (B), not A",
+    "'B'",
+    ",B!",
+    "Answer is (B)",
+    "d",
+]
+
+TIMELENS_OUTPUTS = [
+    "The event happens in 10 - 20 seconds.",
+    "10.0 - 20.0",
+    "from 10 to 20",
+    "00:10 - 00:20",
+    "0:00:10 to 0:00:20",
+    "1:05 - 1:10",
+    "The event happens in 12.5 - 25 seconds.",
+    "20 - 10",
+    "between 8 and 18 seconds",
+    "at 15 seconds",
+    "",
+    "no idea",
+    "[10, 20]",
+    "10s-20s",
+    "It starts at 0:10, ends at 0:20 and again at 0:30",
+    "2023-2024",
+    "0-5.5",
+    "10 20 30",
+    "-5 - 3",
+    "from 10.5s to 19.5s, then 30 - 40",
+    "<think>maybe 0 - 100</think>10 - 20",
+    "Between 5 and 6.",
+]
+TIMELENS_CASES: list[dict[str, Any]] = [{"span": [10.0, 20.0]}, {"span": [0.0, 5.5]}, {"span": [65.0, 70.0]}]
+
+CHARTQAPRO_OUTPUTS = [
+    "True",
+    "true",
+    "True.",
+    " True",
+    "True.\n",
+    "Tru",
+    "b",
+    "B",
+    "(b)",
+    "2019",
+    "2019.0",
+    "2020",
+    "['Canada', 'Mexico']",
+    "[Canada, Mexico]",
+    "['Mexico', 'Canada']",
+    "Canada",
+    "['Canada', 'Mexico', 'USA']",
+    "[2019, 2021]",
+    "['2019', '2020']",
+    "Paris.\n",
+    "17.\n",
+    " 17.",
+    "17. ",
+    "unanswerable",
+    "",
+]
+_FACTOID = {"question_type": "Factoid", "year_flags": ["NO"]}
+CHARTQAPRO_CASES: list[dict[str, Any]] = [
+    {"answers": ["2019"], "extra": {"question_type": "Factoid", "year_flags": ["YES"]}},
+    {"answers": ["True"], "extra": {"question_type": "Fact Checking", "year_flags": ["NO"]}},
+    {"answers": ["b"], "extra": {"question_type": "Multi Choice", "year_flags": ["NO"]}},
+    {
+        "answers": ["2019", "[Canada, Mexico]"],
+        "extra": {"question_type": "Conversational", "year_flags": ["YES", "NO"]},
+    },
+    {"answers": ["[2019, 2020]"], "extra": {"question_type": "Hypothetical", "year_flags": ["YES"]}},
+    {"answers": ["Paris"], "extra": _FACTOID},
+    {"answers": ["17"], "extra": _FACTOID},
+]
+
+
 def cases() -> dict[str, list[dict[str, Any]]]:
     """benchmark -> [{"item": item fields, "outputs": [...]}]: every benchmark some profile other than caprl's
     covers."""
@@ -143,7 +277,18 @@ def cases() -> dict[str, list[dict[str, Any]]]:
         "video-mme": mcq,
         "mvbench": [{"item": MVBENCH_ITEM, "outputs": MCQ_OUTPUTS}],
         "chartqa": open_ + text,
-        "chartqapro": open_ + text,
+        "chartqapro": [{"item": {**c["item"], "extra": _FACTOID}, "outputs": c["outputs"]} for c in open_ + text]
+        + [{"item": c, "outputs": CHARTQAPRO_OUTPUTS} for c in CHARTQAPRO_CASES],
         "infovqa": open_ + text,
+        "mmvu": [
+            {"item": MMVU_ITEM, "outputs": MMVU_MCQ_OUTPUTS},
+            {"item": {**MMVU_ITEM, "gold": 0}, "outputs": MMVU_MCQ_OUTPUTS},
+            *({"item": c, "outputs": MMVU_OPEN_OUTPUTS} for c in MMVU_OPEN_CASES),
+        ],
+        "tomato": [
+            {"item": TOMATO_ITEM, "outputs": TOMATO_OUTPUTS},
+            {"item": {**TOMATO_ITEM, "gold": 0}, "outputs": TOMATO_OUTPUTS},
+        ],
+        "timelens": [{"item": c, "outputs": TIMELENS_OUTPUTS} for c in TIMELENS_CASES],
         "mmbench-video": [{"item": {"question": "What happens?", "answers": ["a dog runs"]}, "outputs": JUDGE_REPLIES}],
     }

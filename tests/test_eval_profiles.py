@@ -72,6 +72,28 @@ def test_fixtures_hold_the_disputed_outputs():
     assert (vlm["2."], vlm["**2**"], vlm["<think>close enough</think>2"], vlm["4"]) == (0.0, 0.0, 0.0, 4.0)
 
 
+def test_lmms_eval_mmvu_asks_the_judge_only_what_its_rules_reject():
+    """Open MMVU answers the rules accept score 1 with no judge (None: nothing for the judge); the others go to the
+    judge (the score stage judges every open answer that is not None), shown without their <think> block."""
+    rules, bench = scoring("lmms-eval", "mmvu"), get_benchmark("mmvu")
+    it = item({"answers": ["Depth-First Search (DFS)"]}, "mmvu")
+    assert bench.metric.judged(it)
+    for accepted in ("The algorithm is depth-first search (DFS).", "DFS", ""):
+        assert rules.answer(accepted, it, "generate") is None and rules.score(None, it)["score"] == 1.0
+    assert rules.answer("<think>hm</think>DFS", it, "generate") == "DFS"  # rejected (the raw text has tags)
+    assert rules.parsed(None) and rules.parsed("x")
+    mcq = item(cases()["mmvu"][0]["item"], "mmvu")
+    assert not bench.metric.judged(mcq)  # multiple choice: rules only, upstream too
+
+
+def test_lmms_eval_timelens_reports_recall_at_thresholds():
+    rules = scoring("lmms-eval", "timelens")
+    it = item({"span": [10.0, 20.0]}, "timelens")
+    got = rules.score(rules.answer("The event happens in 12.5 - 25 seconds.", it, "generate"), it)
+    assert got == pytest.approx({"score": 0.5, "r1@0.3": 1.0, "r1@0.5": 1.0, "r1@0.7": 0.0})
+    assert rules.answer("no idea", it, "generate") is None and rules.aggregate == "group_mean"
+
+
 # ----------------------------------------------------------------------------------------------- aggregates
 
 
@@ -118,7 +140,7 @@ def test_default_profile_is_caprls_own_scoring():
 def test_profile_not_covering_a_benchmark_names_those_that_do():
     with pytest.raises(ProfileError, match=r"'caprl-paper' does not cover benchmark 'mvbench'.*caprl, lmms-eval"):
         scoring("caprl-paper", "mvbench")
-    assert covering("timelens") == ["caprl"]
+    assert covering("shapes-image") == ["caprl"]
     with pytest.raises(ProfileError, match="unknown scoring profile 'lmms'"):
         scoring("lmms", "mmstar")
 

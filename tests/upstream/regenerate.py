@@ -121,6 +121,53 @@ def lmms_eval(git: str) -> dict[str, Any]:
     )
     metrics = run(definitions(source(git, c, "lmms_eval/api/metrics.py"), "levenshtein_distance", "anls"), dict(base))
 
+    def failing_judge():  # no judge reachable: upstream falls back to its rules' verdict
+        raise RuntimeError("no judge")
+
+    mmvu = run(
+        definitions(
+            source(git, c, "lmms_eval/tasks/mmvu/utils.py"),
+            "construct_question_prompt",
+            "normalize_math_notation",
+            "evaluate_with_rule_based",
+            "evaluate_with_llm_judge",
+            "extract_category",
+            "mmvu_process_results",
+        ),
+        {**base, "string": __import__("string"), "Dict": dict, "Any": Any, "_get_pipeline": failing_judge},
+    )
+    tomato = run(
+        definitions(
+            source(git, c, "lmms_eval/tasks/tomato/utils.py"),
+            "USE_GPT_PARSER",
+            "construct_prompt",
+            "parse_multi_choice_response",
+            "tomato_process_results",
+        ),
+        {**base, "np": __import__("numpy"), "Tuple": tuple, "random": __import__("random")},
+    )
+    timelens = run(
+        definitions(
+            source(git, c, "lmms_eval/tasks/timelens/utils.py"), "extract_time", "iou", "_timelens_compute_metrics"
+        ),
+        {**base, "json": json},
+    )
+    from anls import anls_score  # PyPI "anls", as lmms-eval's ChartQAPro task imports it
+
+    cqp = run(
+        definitions(
+            source(git, c, "lmms_eval/tasks/chartqapro/utils.py"),
+            "_fix_list_format",
+            "_parse_to_list",
+            "_to_float",
+            "_evaluate_single_answer",
+            "_relaxed_correctness_chartqapro",
+            "_SPLIT_TO_METRIC",
+            "chartqapro_process_results",
+        ),
+        {**base, "ast": ast, "Any": Any, "List": list, "Optional": Any, "anls_score": anls_score},
+    )
+
     def mcq_score(bench: str, item: dict[str, Any], out: str) -> float:
         gold = LETTERS[item["gold"]]
         if bench == "mmstar":
@@ -135,9 +182,29 @@ def lmms_eval(git: str) -> dict[str, Any]:
         if bench == "mvbench":
             doc = {"candidates": item["options"], "answer": item["options"][item["gold"]]}
             return float(mvb["mvbench_process_results"](doc, [out])["mvbench_accuracy"]["score"])
+        if bench == "mmvu":
+            choices = {LETTERS[i]: o for i, o in enumerate(item["options"])}
+            doc = {**mmvu_doc(item), "question_type": "multiple-choice", "choices": choices, "answer": gold}
+            return float(mmvu["mmvu_process_results"](doc, [out])["accuracy"]["correct"])
+        if bench == "tomato":
+            doc = {**item, "answer": item["gold"], "id": 0, "reason_type": "r", "demonstration_type": "d"}
+            return float(tomato["tomato_process_results"](doc, [out])["tomato_score"]["score"])
         raise KeyError(bench)
 
+    def mmvu_doc(item: dict[str, Any]) -> dict[str, Any]:
+        return {"id": 0, "question": item.get("question", "Q?"), "video_path": "videos/Computer_Science/1.mp4"}
+
     def open_score(bench: str, item: dict[str, Any], out: str) -> float:
+        if bench == "mmvu":
+            doc = {**mmvu_doc(item), "question_type": "open-ended", "answer": item["answers"][0]}
+            return float(mmvu["mmvu_process_results"](doc, [out])["accuracy"]["correct"])
+        if bench == "timelens":
+            key = f"videos/v.mp4>>>Q?>>>{json.dumps([item['span']])}"
+            return float(timelens["_timelens_compute_metrics"]([{key: out}])["mIOU"] / 100)
+        if bench == "chartqapro":
+            extra = item["extra"]
+            doc = {"Answer": item["answers"], "Question Type": extra["question_type"], "Year": extra["year_flags"]}
+            return float(cqp["chartqapro_process_results"](doc, [out])["relaxed_overall"])
         if bench == "chartqa":
             return float(
                 chart["chartqa_process_results"]({"type": "human_test", "answer": item["answers"][0]}, [out])[
@@ -214,6 +281,18 @@ def vlmevalkit(git: str) -> dict[str, Any]:
         definitions(source(git, c, "vlmeval/dataset/utils/mvbench.py"), "check_ans_with_model"),
         {**mc},
     )
+    cqp = run(
+        definitions(
+            source(git, c, "vlmeval/dataset/utils/chartqapro.py"),
+            "fix_list_format",
+            "parse_to_list",
+            "to_float",
+            "evaluate_single_answer",
+            "relaxed_correctness_chartqapro",
+            "evaluate_predictions_chartqapro",
+        ),
+        {"ast": ast, "re": re, "Any": Any, "List": list, "Optional": Any},
+    )
 
     def mcq_item(item: dict[str, Any], out: str) -> dict[str, Any]:
         row = {LETTERS[i]: o for i, o in enumerate(item["options"])}
@@ -241,6 +320,10 @@ def vlmevalkit(git: str) -> dict[str, Any]:
 
     def open_score(bench: str, item: dict[str, Any], out: str) -> float:
         golds = item["answers"]
+        if bench == "chartqapro":
+            extra = item["extra"]
+            row = {"Answer": golds, "Question Type": extra["question_type"], "Year": extra["year_flags"]}
+            return float(cqp["evaluate_predictions_chartqapro"]([{**row, "prediction": out}])["Overall"])
         line = {"answer": str(golds) if len(golds) > 1 else golds[0], "prediction": str(out)}
         if bench == "chartqa":
             return float(vqa["hit_calculate"]([vqa["process_line"](line, method="relaxed_accuracy")], "ChartQA")[0])
@@ -310,12 +393,25 @@ def caprl_paper(git: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------- main
 
 COVERS = {
-    "lmms-eval": ["mmstar", "seedbench", "seedbench-2k", "mvbench", "video-mme", "chartqa", "infovqa"],
+    "lmms-eval": [
+        "mmstar",
+        "seedbench",
+        "seedbench-2k",
+        "mvbench",
+        "video-mme",
+        "chartqa",
+        "infovqa",
+        "mmvu",
+        "tomato",
+        "timelens",
+        "chartqapro",
+    ],
     "vlmevalkit": [
         "mmstar",
         "seedbench",
         "seedbench-2k",
         "chartqa",
+        "chartqapro",
         "infovqa",
         "video-mme",
         "mvbench",

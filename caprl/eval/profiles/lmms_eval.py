@@ -3,15 +3,23 @@
 Reproduced from EvolvingLMMs-Lab/lmms-eval at commit ``75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3`` (MIT licence):
 ``lmms_eval/tasks/_task_utils/mcq_extract.py`` (``extract_mcq_answer``), ``tasks/mmstar/utils.py``,
 ``tasks/seedbench/utils.py``, ``tasks/mvbench/utils.py`` (``mcq_acc``, ``mvbench_aggregate_results``),
-``tasks/videomme/utils.py``, ``tasks/chartqa/utils.py`` (``relaxed_correctness``) and ``api/metrics.py``
-(``anls``). lmms-eval scores the model's raw output (its ``<think>`` stripping is opt-in per task and none of these
-opt in), so the profile reads the reader's raw output the same way.
+``tasks/videomme/utils.py``, ``tasks/chartqa/utils.py`` (``relaxed_correctness``), ``api/metrics.py``
+(``anls``), ``tasks/mmvu/utils.py`` (``evaluate_with_rule_based``), ``tasks/tomato/utils.py``
+(``parse_multi_choice_response``), ``tasks/timelens/utils.py`` (``extract_time``, ``iou``) and
+``tasks/chartqapro/utils.py`` (``chartqapro_process_results``). lmms-eval scores the model's raw output (its
+``<think>`` stripping is opt-in per task and none of these opt in), so the profile reads the reader's raw output the
+same way. MMVU's open questions the rules reject go to an LLM judge: caprl's judge (MMVU's official prompt), not
+lmms-eval's GPT-4o prompt (docs/eval.md says what differs).
 """
 
 from __future__ import annotations
 
 import re
+import string
 
+from caprl.eval import extract
+from caprl.eval.metrics.chartqapro import CHOICE_TYPES, chartqapro_score
+from caprl.eval.metrics.grounding import THRESHOLDS
 from caprl.eval.profiles.base import Scoring
 from caprl.eval.profiles.rules import anls_score, relaxed_correctness
 from caprl.eval.types import EvalItem
@@ -135,6 +143,181 @@ def mcq_acc(answer: str, pred: str) -> float:
     return float(mvbench_process(pred) == mvbench_process(answer))
 
 
+# ------------------------------------------------------------------------------------------------------- MMVU
+
+_SUPERSCRIPTS = str.maketrans({s: f"^{d}" for s, d in zip("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789", strict=True)})
+_BIG_O = re.compile(r"O\s*\([^)]+\)", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+\.?\d*")
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(string.punctuation) for w in text.split() if w.strip(string.punctuation)]
+
+
+def mmvu_choice_rule(prediction: str, gold: str, choices: dict[str, str]) -> bool:
+    """lmms-eval's MMVU rule for a multiple-choice question (no judge is asked for these). Right when the gold
+    letter stands alone anywhere in the output, in any case (so "A or B" is right for B, and the article in "a
+    cat" is right for A); or when the gold option's text is in the output; or when the gold letter occurs
+    anywhere (inside any word) and so does one of the option text's words longer than two characters."""
+    pred = str(prediction).strip()
+    gold = str(gold).strip()
+    # Upstream first compares the first standalone letter with the gold; that is implied by the next test.
+    if gold.upper() in pred.upper() and re.search(rf"\b{re.escape(gold)}\b", pred, re.IGNORECASE):
+        return True
+    if gold in choices:
+        text, lowered = choices[gold].strip().lower(), pred.lower()
+        if text in lowered:
+            return True
+        if gold.upper() in pred.upper():
+            keys = [w for w in (w.strip(string.punctuation) for w in text.split()) if len(w) > 2]
+            if keys and any(k in lowered for k in keys):
+                return True
+    return False
+
+
+def mmvu_open_rule(prediction: str, gold: str) -> bool:
+    """lmms-eval's MMVU rule for an open question, tried before its judge: lower-cased, superscripts as "^2",
+    whitespace collapsed; right when either text contains the other (an empty output is in every gold), when the
+    first numbers of each are within 0.01, when a gold of 2-5 words has all its words longer than two characters
+    among the output's words (a gold of short words only is matched by anything), or when both hold the same
+    "O(...)" (the texts are lower-cased by then, so "o (" in "two (2)" counts)."""
+    pred = str(prediction).strip().lower().translate(_SUPERSCRIPTS)
+    gold = str(gold).strip().lower().translate(_SUPERSCRIPTS)
+    p, g = " ".join(pred.split()), " ".join(gold.split())
+    if p == g or g in p or p in g:
+        return True
+    p_nums, g_nums = _NUMBER.findall(pred), _NUMBER.findall(gold)
+    if p_nums and g_nums and abs(float(g_nums[0]) - float(p_nums[0])) < 0.01:
+        return True
+    g_words, p_words = _words(g), _words(p)
+    if 2 <= len(g_words) <= 5 and all(w in p_words for w in g_words if len(w) > 2):
+        return True
+    p_o, g_o = _BIG_O.search(p), _BIG_O.search(g)
+    return bool(p_o and g_o and p_o.group(0) == g_o.group(0))  # both already lower-cased, superscripts replaced
+
+
+def _mmvu_answer(raw: str, item: EvalItem, mode: str) -> str | None:
+    if item.is_mcq:
+        return raw
+    if mmvu_open_rule(raw, item.answers[0]):
+        return None  # accepted by the rules: upstream asks no judge (scored 1 below)
+    # Left to the judge, shown the output without its <think> block (upstream's StripReasoningExtractor also drops
+    # <thinking> blocks, case-sensitively); the same text caprl's own profile sends, so the verdicts are shared.
+    return extract.without_thinking(raw)
+
+
+def _mmvu_score(prediction: str | None, item: EvalItem) -> dict[str, float]:
+    if item.is_mcq:
+        choices = {LETTERS[i]: o for i, o in enumerate(item.options or [])}
+        return {"score": float(mmvu_choice_rule(prediction or "", item.gold_letter or "", choices))}
+    # An open answer reaches here only when the rules accepted it (None); one they reject goes to the judge, and
+    # scores 0 without one, as upstream when its judge call fails.
+    return {"score": float(prediction is None)}
+
+
+# ------------------------------------------------------------------------------------------------------ TOMATO
+
+
+def tomato_parse(response: str, options: list[str]) -> str:
+    """lmms-eval's TOMATO parser (``parse_multi_choice_response``, its GPT parser being off). Any of the option
+    letters occurring *anywhere* as a capital (the "A" of "Answer: B" too) is a candidate; with several, the one
+    whose "(X)" comes last wins, and when none is written "(X)" the first candidate (so "Answer: B" reads A).
+    With no capital letter, an output of more than five words is searched for the options' texts (the last one
+    found wins); with nothing found the answer is "A"."""
+    letters = [chr(65 + i) for i in range(len(options))]
+    texts = dict(zip(letters, options, strict=True))
+    for ch in ",.!?;:'":
+        response = response.strip(ch)
+    padded = f" {response} "
+    found = [c for c in letters if c in padded]
+    by_text = False
+    # (upstream's next test, " X " in the output, can find nothing the test above did not)
+    if not found and len(padded.split()) > 5:
+        found = [c for c in letters if texts[c].lower() in padded.lower()]
+        by_text = True
+    if not found:
+        return "A"
+    if len(found) == 1:
+        return found[0]
+    # with no "(X)" every position is -1; with candidates by text, the last occurrence of each text
+    at = [padded.lower().rfind(texts[c].lower()) if by_text else padded.rfind(f"({c})") for c in found]
+    return found[max(range(len(found)), key=at.__getitem__)]  # the first of equal positions, as np.argmax
+
+
+def _tomato_answer(raw: str, item: EvalItem, mode: str) -> str | None:
+    return tomato_parse(raw, list(item.options or []))
+
+
+# ---------------------------------------------------------------------------------------------------- TimeLens
+
+_CLOCK = re.compile(r"\b(\d{1,2}:\d{2}:\d{2}(?:\.\d+)?|\d{1,2}:\d{2}(?:\.\d+)?)\b")
+_RANGES = (re.compile(r"(\d+\.?\d*)\s*-\s*(\d+\.?\d*)"), re.compile(r"(\d+\.?\d*)\s+to\s+(\d+\.?\d*)"))
+_BARE = re.compile(r"\b\d+\.?\d*\b")
+
+
+def _seconds(clock: str) -> float:
+    parts = clock.split(":")
+    if len(parts) == 3:
+        return int(parts[0]) * 3600 + int(parts[1]) * 60 + float(parts[2])
+    return int(parts[0]) * 60 + float(parts[1])
+
+
+def timelens_spans(text: str) -> list[tuple[float, float]]:
+    """lmms-eval's ``extract_time``: clock times (h:mm:ss, m:ss) paired in order (an odd last one dropped); else
+    every "a - b" (else "a to b"); else the bare numbers paired in order. Not rounded, not reordered."""
+    text = text.lower()
+    clocks = _CLOCK.findall(text)
+    clocks = [_seconds(c) for c in clocks[: len(clocks) // 2 * 2]]
+    spans = [(clocks[i], clocks[i + 1]) for i in range(0, len(clocks), 2)]
+    if not spans:
+        for pattern in _RANGES:
+            pairs = pattern.findall(text)
+            if pairs:
+                spans = [(float(a), float(b)) for a, b in pairs]
+                break
+    if not spans:
+        nums = [float(n) for n in _BARE.findall(text)]
+        nums = nums[: len(nums) // 2 * 2]
+        spans = [(nums[i], nums[i + 1]) for i in range(0, len(nums), 2)]
+    return spans
+
+
+def timelens_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """lmms-eval's ``iou``: overlap of the later start and the earlier end over the earlier start to the later
+    end (a reversed span overlaps nothing)."""
+    inter = min(a[1], b[1]) - max(a[0], b[0])
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return 0.0 if union <= 0 else max(inter, 0) / union
+
+
+def _timelens_answer(raw: str, item: EvalItem, mode: str) -> str | None:
+    return raw if timelens_spans(raw) else None  # no time found: scored 0 (upstream's "bad_pred")
+
+
+def _timelens_score(prediction: str | None, item: EvalItem) -> dict[str, float]:
+    assert item.span is not None
+    spans = timelens_spans(prediction) if prediction is not None else []
+    value = timelens_iou(spans[0], item.span) if spans else 0.0
+    return {"score": value, **{f"r1@{m}": float(value >= m) for m in THRESHOLDS}}
+
+
+# -------------------------------------------------------------------------------------------------- ChartQAPro
+
+
+def _chartqapro_score(prediction: str | None, item: EvalItem) -> dict[str, float]:
+    """``chartqapro_process_results``: prediction and gold stripped of whitespace, then of periods, then of
+    newlines; Fact Checking and Multi Choice by exact match (the official script computes that and never uses
+    it); otherwise the official element-wise rule (years exact, numbers within 5%, text by ANLS)."""
+    pred = (prediction or "").strip().strip(".").strip("\n")
+    gold = str(item.answers[-1]).strip().strip(".").strip("\n")
+    qtype = item.extra.get("question_type")
+    flags = list(item.extra.get("year_flags") or [])
+    if qtype == "Conversational" and flags:
+        flags = flags[-1:]
+    exact = qtype in CHOICE_TYPES
+    return {"score": chartqapro_score(gold, pred, [str(f) for f in flags], always_exact=exact)}
+
+
 # ----------------------------------------------------------------------------------------------- scorings
 
 
@@ -225,6 +408,26 @@ def scorings() -> list[Scoring]:
         ),
         Scoring("lmms-eval", "chartqa", _whole, _chartqa_score, source=_src("lmms_eval/tasks/chartqa/utils.py")),
         Scoring("lmms-eval", "infovqa", _whole, _infovqa_score, source=_src("lmms_eval/api/metrics.py")),
+        Scoring(
+            "lmms-eval",
+            "mmvu",
+            _mmvu_answer,
+            _mmvu_score,
+            readable=lambda prediction: True,  # every output is scored (None: accepted by the rules)
+            source=_src("lmms_eval/tasks/mmvu/utils.py"),
+        ),
+        Scoring("lmms-eval", "tomato", _tomato_answer, _letter_score, source=_src("lmms_eval/tasks/tomato/utils.py")),
+        Scoring(
+            "lmms-eval",
+            "timelens",
+            _timelens_answer,
+            _timelens_score,
+            aggregate="group_mean",  # a task per source; the group declares no aggregate: the mean of the three
+            source=_src("lmms_eval/tasks/timelens/utils.py"),
+        ),
+        Scoring(
+            "lmms-eval", "chartqapro", _whole, _chartqapro_score, source=_src("lmms_eval/tasks/chartqapro/utils.py")
+        ),
     ]
 
 

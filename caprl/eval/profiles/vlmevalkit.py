@@ -5,8 +5,9 @@ Reproduced from open-compass/VLMEvalKit at commit ``e8e78f05f3080fe28154f2130321
 ``vlmeval/utils/matching_util.py`` (``can_infer``), ``vlmeval/dataset/utils/multiple_choice.py``
 (``extract_answer_from_item``, ``report_acc``), ``vlmeval/dataset/image_vqa.py`` + ``utils/vqa_eval.py``
 (``process_line``, ``hit_calculate``), ``vlmeval/dataset/utils/videomme.py`` (``extract_characters_regex``,
-``extract_option``), ``vlmeval/dataset/mvbench.py`` + ``utils/mvbench.py`` (``check_ans_with_model``) and
-``vlmeval/dataset/mmbench_video.py`` (the judge's verdict read with ``istype(x, int)``).
+``extract_option``), ``vlmeval/dataset/mvbench.py`` + ``utils/mvbench.py`` (``check_ans_with_model``),
+``vlmeval/dataset/mmbench_video.py`` (the judge's verdict read with ``istype(x, int)``) and
+``vlmeval/dataset/chartqapro.py`` + ``utils/chartqapro.py`` (``evaluate_predictions_chartqapro``, rules only).
 
 VLMEvalKit's default for MCQs asks an LLM (``chatgpt-0125``) to map an answer to an option when its rules find
 none; caprl reproduces the ``exact_matching`` policy (no LLM: such an answer is option "Z", wrong), which is what
@@ -18,6 +19,7 @@ from __future__ import annotations
 import ast
 import re
 
+from caprl.eval.metrics.chartqapro import chartqapro_item_score
 from caprl.eval.profiles.base import Scoring
 from caprl.eval.profiles.rules import anls_score, relaxed_correctness
 from caprl.eval.types import EvalItem
@@ -166,6 +168,14 @@ def _infovqa_score(prediction: str | None, item: EvalItem) -> dict[str, float]:
     return {"score": anls_score(_gold_list(item), prediction or "")}
 
 
+def _chartqapro_score(prediction: str | None, item: EvalItem) -> dict[str, float]:
+    """``evaluate_predictions_chartqapro``: ChartQAPro's released script as it is (periods then newlines stripped,
+    no whitespace; the exact match it computes for Fact Checking and Multi Choice is never passed on), which is
+    caprl's own ChartQAPro metric. Upstream raises on a question with no year flags; caprl reads them as "NO"."""
+    qtype, flags = item.extra.get("question_type"), item.extra.get("year_flags")
+    return {"score": chartqapro_item_score(str(prediction or ""), item.answers, qtype, flags)}
+
+
 # ------------------------------------------------------------------------------------------- MMBench-Video
 
 
@@ -214,6 +224,13 @@ def scorings() -> list[Scoring]:
             _whole,
             _infovqa_score,
             source=_src("vlmeval/dataset/image_vqa.py", "vlmeval/dataset/utils/vqa_eval.py"),
+        ),
+        Scoring(
+            "vlmevalkit",
+            "chartqapro",
+            _whole,
+            _chartqapro_score,
+            source=_src("vlmeval/dataset/chartqapro.py", "vlmeval/dataset/utils/chartqapro.py"),
         ),
         Scoring(
             "vlmevalkit",
