@@ -178,6 +178,52 @@ MMVU_OPEN_CASES: list[dict[str, Any]] = [
     {"answers": ["n³"]},
 ]
 
+# lmms-eval's MMVU judge: the messages its pipeline sends for each output (none when the rules accept it), and how
+# it reads each reply. The outputs add reasoning tags its extractor handles in its own way, and braces.
+MMVU_JUDGE_CASES: list[dict[str, Any]] = [
+    {
+        "question": "Which {traversal} explores one branch fully before backtracking?",
+        "answers": ["Depth-First Search (DFS)"],
+    },
+    {"question": "What is the time complexity of the nested loop?", "answers": ["O(n^2)"]},
+]
+MMVU_JUDGE_OUTPUTS = MMVU_OPEN_OUTPUTS + [
+    "</think>Breadth-first search",
+    "<thinking>DFS?</thinking> Breadth-first search",
+    "<THINK>x</THINK> breadth-first",
+    "<think>unclosed breadth-first",
+    "</think>a<think>b</think>c",
+    "<think>a</think> mid <thinking>b</thinking> <think>c</think>end\n",
+    "Answer: {prediction} BFS",
+]
+MMVU_JUDGE_REPLIES = [
+    "1",
+    "0",
+    " 1\n",
+    "1.",
+    "0.",
+    "**1**",
+    "[1]",
+    "Yes",
+    "No",
+    "",
+    "   ",
+    "10",
+    "0.1",
+    "Score: 0/1",
+    "Correct",
+    "correct",
+    "INCORRECT",
+    "Incorrect.",
+    "not correct",
+    "NOT_ATTEMPTED",
+    "true",
+    "False",
+    "The answer is 0",
+    "<think>maybe 1</think>0",
+    "The prediction is wrong",
+]
+
 TOMATO_ITEM = {
     "question": "Which way does the wheel turn?",
     "options": ["clockwise", "counter-clockwise", "not rotating", "back and forth", "zooming in"],

@@ -263,7 +263,8 @@ class FakeJudge:
         return [json.dumps({"extracted_answer": "x", "correct": right in p[-1]["content"]}) for p in prompts]
 
 
-def test_llm_judge_scores_open_answers_and_keeps_raw_output(tmp_path):
+def mmvu_data(tmp_path: Path) -> DataPaths:
+    """A three-question MMVU folder: one multiple-choice question (gold B), two open ones (Water, Wood)."""
     from caprl.synth import make_video_sample
 
     root = tmp_path / "MMVU"
@@ -278,7 +279,11 @@ def test_llm_judge_scores_open_answers_and_keeps_raw_output(tmp_path):
          "answer": "Wood", "question_type": "open-ended", "metadata": {"subject": "Chemistry"}},
     ]  # fmt: skip
     (root / "validation.json").write_text(json.dumps(rows))
-    paths = DataPaths(data={"mmvu": str(root)}, env={})
+    return DataPaths(data={"mmvu": str(root)}, env={})
+
+
+def test_llm_judge_scores_open_answers_and_keeps_raw_output(tmp_path):
+    paths = mmvu_data(tmp_path)
     cfg = config(tmp_path / "out", benchmarks=["mmvu"], k=1, frames=4)
 
     with pytest.raises(JudgeNotConfigured, match="--judge URL"):
@@ -297,6 +302,62 @@ def test_llm_judge_scores_open_answers_and_keeps_raw_output(tmp_path):
     # Verdicts on disk are reused: re-scoring needs no judge at all.
     again = run_prism(cfg.model_copy(update={"stage": "score"}), paths=paths)
     assert again["benchmarks"][0]["m_acc"] == bench["m_acc"] and judge.prompts == 4
+
+
+class BinaryJudge:
+    """Replies as lmms-eval's MMVU judge is told to ("1" or "0"; here " 1\n"), keeping every prompt."""
+
+    name = "fake-judge"
+
+    def __init__(self):
+        self.prompts: list[list[dict]] = []
+
+    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=None):
+        self.prompts += prompts
+        return [" 1\n" for _ in prompts]
+
+
+def test_lmms_eval_mmvu_judges_only_what_its_rules_reject_with_its_own_prompt(tmp_path):
+    """Under ``--profile lmms-eval``, an open answer lmms-eval's rules accept is read (not a parse failure, not
+    "nothing could be read" in report.html) and scores 1 with no judge; one they reject goes to the judge with
+    lmms-eval's one-message prompt, its verdicts kept apart from those given to MMVU's official prompt."""
+    from caprl.eval.metrics.judge import MMVU_OPEN_ENDED
+    from caprl.eval.profiles.lmms_eval import MMVU_JUDGE
+
+    paths, out = mmvu_data(tmp_path), tmp_path / "out"
+    cfg = config(out, benchmarks=["mmvu"], k=1, frames=4, profile="lmms-eval")
+    judge = BinaryJudge()
+    [bench] = run_prism(cfg, captioner=Scripted(), reader=FakeReader(), judge=judge, paths=paths)["benchmarks"]
+
+    # "Answer: Water" contains the gold Water: accepted, never judged. "Fire." (gold Wood) is rejected: judged
+    # twice (with the caption, and without for the no-caption figure), in lmms-eval's words.
+    assert len(judge.prompts) == 2
+    for prompt in judge.prompts:
+        assert prompt == MMVU_JUDGE.messages("What burns?", "Wood", "Fire.")
+        [message] = prompt
+        assert message["role"] == "user" and message["content"].startswith("You are a strict evaluator")
+        assert message["content"].endswith(
+            "Question: Question: What burns?\nCorrect Answer: Wood\nModel Prediction: Fire."
+        )
+    scores = {s["question_id"].split("/")[-1]: s for s in lines(out / "mmvu" / "scores.jsonl")}
+    open_ = [s for q, s in scores.items() if q != "mc"]
+    assert [s["scores"] for s in open_] == [[1.0], [1.0]] and all(s["blind"] == 1.0 for s in open_)
+    assert all(all(s["parsed"]) and s["blind_parsed"] for s in scores.values())
+    assert bench["parse_failure_rate"] == 0.0 and bench["judge_failures"] == 0
+    verdicts = lines(out / "mmvu" / "judge.jsonl")
+    assert len(verdicts) == 2 and {v["prompt_sha"] for v in verdicts} == {MMVU_JUDGE.prompt_sha}
+    html = (out / "report.html").read_text()
+    assert "nothing could be read" not in html and "Answer: Water" in html
+
+    # caprl's own profile asks MMVU's official prompt: lmms-eval's verdicts are not its verdicts.
+    official = FakeJudge()
+    run_prism(cfg.model_copy(update={"stage": "score", "profile": "caprl"}), judge=official, paths=paths)
+    assert official.prompts == 4
+    shas = {v["prompt_sha"] for v in lines(out / "mmvu" / "judge.jsonl")}
+    assert shas == {MMVU_JUDGE.prompt_sha, MMVU_OPEN_ENDED.prompt_sha}
+    # Back under lmms-eval, its own verdicts on disk are enough: no judge needed.
+    [again] = run_prism(cfg.model_copy(update={"stage": "score"}), paths=paths)["benchmarks"]
+    assert again["m_acc"] == bench["m_acc"] and again["no_caption_acc"] == bench["no_caption_acc"]
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

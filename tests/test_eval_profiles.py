@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from profile_cases import cases
+from profile_cases import MMVU_JUDGE_CASES, MMVU_JUDGE_OUTPUTS, MMVU_JUDGE_REPLIES, cases
 
 from caprl.eval.benchmarks import get_benchmark
 from caprl.eval.config import PrismConfig
@@ -73,17 +73,59 @@ def test_fixtures_hold_the_disputed_outputs():
 
 
 def test_lmms_eval_mmvu_asks_the_judge_only_what_its_rules_reject():
-    """Open MMVU answers the rules accept score 1 with no judge (None: nothing for the judge); the others go to the
-    judge (the score stage judges every open answer that is not None), shown without their <think> block."""
+    """Open MMVU answers stay the answer text (read, never a parse failure); those the rules accept score 1 and
+    are not judged; the others go to the judge, in the messages lmms-eval's own pipeline sends for them (computed
+    by the upstream code: ``expected.json``'s ``judges``)."""
     rules, bench = scoring("lmms-eval", "mmvu"), get_benchmark("mmvu")
-    it = item({"answers": ["Depth-First Search (DFS)"]}, "mmvu")
-    assert bench.metric.judged(it)
-    for accepted in ("The algorithm is depth-first search (DFS).", "DFS", ""):
-        assert rules.answer(accepted, it, "generate") is None and rules.score(None, it)["score"] == 1.0
-    assert rules.answer("<think>hm</think>DFS", it, "generate") == "DFS"  # rejected (the raw text has tags)
-    assert rules.parsed(None) and rules.parsed("x")
+    assert rules.judge is not None and rules.judge.prompt_sha != bench.metric.judge.prompt_sha
+    sent = EXPECTED["judges"]["lmms-eval"]["mmvu"]["prompts"]
+    wrong = []
+    for case, expected in zip(MMVU_JUDGE_CASES, sent, strict=True):
+        it = item(case, "mmvu")
+        for output, want in zip(MMVU_JUDGE_OUTPUTS, expected, strict=True):
+            prediction = rules.answer(output, it, "generate")
+            assert prediction == output and rules.parsed(prediction)
+            if rules.sends_to_judge(prediction, it, bench.metric.judged(it)):
+                got = rules.judge.messages(it.question, "; ".join(it.answers), prediction)
+            else:
+                got = None
+                assert rules.score(prediction, it)["score"] == 1.0
+            if got != want:
+                wrong.append((case["answers"][0], output, got, want))
+    assert not wrong, (
+        f"{len(wrong)} outputs are judged differently from upstream (gold, output, caprl, upstream): {wrong}"
+    )
+    assert sum(p is None for row in sent for p in row) >= 8 and sum(p is not None for row in sent for p in row) >= 40
     mcq = item(cases()["mmvu"][0]["item"], "mmvu")
-    assert not bench.metric.judged(mcq)  # multiple choice: rules only, upstream too
+    assert not rules.sends_to_judge("B", mcq, bench.metric.judged(mcq))  # multiple choice: rules only, upstream too
+    assert not rules.sends_to_judge("x", mcq, True)
+
+
+def test_lmms_eval_mmvu_reads_verdicts_as_upstream():
+    """The judge's reply is read by lmms-eval's ``parse_binary_response``: "1" anywhere is right ("10", "0.1", a
+    "1" inside a <think> block), "INCORRECT" wins over "CORRECT", nothing is ever unreadable."""
+    spec = scoring("lmms-eval", "mmvu").judge
+    want = EXPECTED["judges"]["lmms-eval"]["mmvu"]["verdicts"]
+    got = [spec.parse(reply) for reply in MMVU_JUDGE_REPLIES]
+    assert got == want, list(zip(MMVU_JUDGE_REPLIES, got, want, strict=True))
+    assert dict(zip(MMVU_JUDGE_REPLIES, got, strict=True))["<think>maybe 1</think>0"] == 1.0
+    assert spec.parse(None) == 0.0  # type: ignore[arg-type]
+
+
+def test_judge_prompt_without_system_message_and_other_profiles_unchanged():
+    """The other benchmarks and profiles keep the benchmark's judge and rule (a system message, JSON verdicts)."""
+    from caprl.eval.metrics.judge import MMVU_OPEN_ENDED
+
+    assert [m["role"] for m in MMVU_OPEN_ENDED.messages("Q", "R", "A")] == ["system", "user"]
+    caprl_rules, bench = scoring("caprl", "mmvu"), get_benchmark("mmvu")
+    assert caprl_rules.judge is None and caprl_rules.judged is None
+    it = item({"answers": ["Water"]}, "mmvu")
+    assert caprl_rules.sends_to_judge("Water", it, bench.metric.judged(it))
+    assert not caprl_rules.sends_to_judge(None, it, bench.metric.judged(it))
+    for profile, benches in coverage().items():
+        for name in benches:
+            if (profile, name) != ("lmms-eval", "mmvu"):
+                assert scoring(profile, name).judge is None and scoring(profile, name).judged is None, (profile, name)
 
 
 def test_lmms_eval_timelens_reports_recall_at_thresholds():

@@ -104,7 +104,7 @@ def run_score_stage(
             prediction = rules.answer(read.output, item, read.mode)
             used[key], predictions[key] = read, prediction
             parsed[key] = rules.parsed(prediction)
-            if prediction is not None and bench.metric.judged(item):
+            if rules.sends_to_judge(prediction, item, bench.metric.judged(item)):
                 pending.append((key, _Pending(read, item, prediction)))
             else:
                 values[key] = rules.score(prediction, item)
@@ -147,8 +147,8 @@ def _judge(
     outcome: ScoreOutcome,
     progress: Progress | None,
 ) -> None:
-    spec = bench.metric.judge
-    assert spec is not None
+    spec = rules.judge or bench.metric.judge  # the profile's own prompt, else the benchmark's
+    assert spec is not None, f"{bench.name}: answers sent to a judge, and no judge prompt"
     if rules.judge_tag:
         # The profile shows the judge another answer text (e.g. with its <think> block): its own verdicts.
         spec = replace(spec, name=f"{spec.name}@{rules.judge_tag}")

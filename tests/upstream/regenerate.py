@@ -27,7 +27,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from profile_cases import cases  # noqa: E402
+from profile_cases import MMVU_JUDGE_CASES, MMVU_JUDGE_OUTPUTS, MMVU_JUDGE_REPLIES, cases  # noqa: E402
 
 COMMITS = {
     "lmms-eval": "75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3",
@@ -226,7 +226,106 @@ def lmms_eval(git: str) -> dict[str, Any]:
             "mvbench": mvb["mvbench_aggregate_results"](mvb_results) / 100,
         }
 
-    return {"mcq": mcq_score, "open": open_score, "aggregates": aggregates}
+    return {"mcq": mcq_score, "open": open_score, "aggregates": aggregates, "mmvu_judge": lambda: mmvu_judge(git)}
+
+
+class _Raise:
+    """A logger whose errors raise: upstream swallows a failed judge call, which here would be a broken stub."""
+
+    def __getattr__(self, name: str):
+        def log(*args, **kwargs):
+            if name in ("error", "exception"):
+                raise RuntimeError(f"upstream logged an error: {args}")
+
+        return log
+
+
+def mmvu_judge(git: str) -> dict[str, Any]:
+    """lmms-eval's MMVU judge, run through its own ``_get_pipeline`` (prompt), ``VerificationPipeline``,
+    ``StripReasoningExtractor``, ``OpenAIVerifier`` (messages, ``parse_binary_response``) with the OpenAI provider
+    replaced by a scripted one that records the messages it is sent and replies as told, stripped as the provider
+    strips ``message.content``. ``prompts``: per case and output, the messages sent (None: the rules accepted the
+    output, no judge was asked); ``verdicts``: per reply, the score of an output the rules reject."""
+    import logging
+    import os
+    import threading
+    import typing
+
+    c = COMMITS["lmms-eval"]
+    typing_names = {n: getattr(typing, n) for n in ("Any", "Callable", "Dict", "List", "Optional", "Tuple", "Union")}
+    for name in ("lmms_eval.llm_judge.protocol", "lmms_eval.verifiers.base"):
+        module(name, {})  # dataclasses look their module up
+    protocol = run(source(git, c, "lmms_eval/llm_judge/protocol.py"), {"__name__": "lmms_eval.llm_judge.protocol"})
+    module("lmms_eval.llm_judge.protocol", protocol)
+    sent: list[Any] = []
+    reply = {"text": ""}
+
+    class ScriptedServer:
+        def __init__(self, config: Any):
+            self.config = config
+
+        def evaluate(self, request: Any) -> Any:
+            sent.append(request.messages)
+            return protocol["Response"](content=reply["text"].strip(), model_used=self.config.model_name)
+
+    module("lmms_eval.llm_judge", {"get_server": lambda server_name, config=None: ScriptedServer(config)})
+    module("lmms_eval.api.reasoning", run(source(git, c, "lmms_eval/api/reasoning.py"), {"__name__": "reasoning"}))
+    ns = dict(typing_names)
+    # The whole module (its imports are the standard library's): ``definitions`` would drop the @dataclass.
+    base = run(source(git, c, "lmms_eval/verifiers/base.py"), {"__name__": "lmms_eval.verifiers.base"})
+    ns.update({k: base[k] for k in ("VerifyResult", "Verifier", "Extractor", "parse_binary_response")})
+    extractors = run(definitions(source(git, c, "lmms_eval/verifiers/extractors.py"), "StripReasoningExtractor"), ns)
+    pipeline = run(definitions(source(git, c, "lmms_eval/verifiers/pipeline.py"), "VerificationPipeline"), ns)
+    verifier = run(
+        definitions(source(git, c, "lmms_eval/verifiers/openai.py"), "OpenAIVerifier"),
+        {**ns, "os": os, "logging": logging, "logger": _Raise()},
+    )
+    mmvu = run(
+        definitions(
+            source(git, c, "lmms_eval/tasks/mmvu/utils.py"),
+            "_pipeline",
+            "_pipeline_lock",
+            "_get_pipeline",
+            "construct_question_prompt",
+            "normalize_math_notation",
+            "evaluate_with_rule_based",
+            "evaluate_with_llm_judge",
+            "extract_category",
+            "mmvu_process_results",
+        ),
+        {
+            **ns,
+            "re": re,
+            "string": __import__("string"),
+            "os": os,
+            "threading": threading,
+            "eval_logger": _Raise(),
+            "VerificationPipeline": pipeline["VerificationPipeline"],
+            "StripReasoningExtractor": extractors["StripReasoningExtractor"],
+            "OpenAIVerifier": verifier["OpenAIVerifier"],
+        },
+    )
+
+    def ask(case: dict[str, Any], out: str, said: str) -> tuple[Any, float]:
+        doc = {
+            "id": 0,
+            "question": case["question"],
+            "video_path": "videos/Computer_Science/1.mp4",
+            "question_type": "open-ended",
+            "answer": case["answers"][0],
+        }
+        sent.clear()
+        reply["text"] = said
+        correct = mmvu["mmvu_process_results"](doc, [out])["accuracy"]["correct"]
+        assert len(sent) <= 1
+        return (sent[0] if sent else None), float(correct)
+
+    cases, outputs, replies = MMVU_JUDGE_CASES, MMVU_JUDGE_OUTPUTS, MMVU_JUDGE_REPLIES
+    prompts = [[ask(case, out, "0")[0] for out in outputs] for case in cases]
+    rejected = outputs.index("Breadth-first search")
+    assert prompts[0][rejected] is not None  # the judge was reached
+    verdicts = [ask(cases[0], outputs[rejected], said)[1] for said in replies]
+    return {"prompts": prompts, "verdicts": verdicts}
 
 
 # ---------------------------------------------------------------------------------------------- VLMEvalKit
@@ -441,6 +540,7 @@ def expected(lmms: str, vlmevalkit_git: str, caprl: str) -> dict[str, Any]:
         "commits": COMMITS,
         "scores": scores,
         "aggregates": {"lmms-eval": impls["lmms-eval"]["aggregates"]()},
+        "judges": {"lmms-eval": {"mmvu": impls["lmms-eval"]["mmvu_judge"]()}},
     }
 
 

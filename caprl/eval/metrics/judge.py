@@ -39,11 +39,12 @@ class JudgeModel(Protocol):
 
 @dataclass(frozen=True)
 class JudgeSpec:
-    """A benchmark's judging protocol: the system prompt, the user message (``{question}``, ``{reference}``,
-    ``{answer}`` filled in), the score range and how the reply is read.
+    """A benchmark's judging protocol: the system prompt ("" for none: the user message alone), the user message
+    (``{question}``, ``{reference}``, ``{answer}`` filled in), the score range and how the reply is read.
 
     ``reply`` is ``"integer"`` (the whole reply is one integer in ``0..max_score``, as VLMEvalKit reads MMBench-Video
-    verdicts) or ``"json_correct"`` (a JSON object whose ``correct`` is a boolean, as MMVU's structured output).
+    verdicts), ``"json_correct"`` (a JSON object whose ``correct`` is a boolean, as MMVU's structured output) or
+    ``"binary"`` (lmms-eval's ``parse_binary_response``: see ``binary_verdict``).
     The prompts are the benchmarks' own, word for word, so judged scores compare with published ones.
     """
 
@@ -51,7 +52,7 @@ class JudgeSpec:
     system: str
     user: str
     max_score: int
-    reply: Literal["integer", "json_correct"]
+    reply: Literal["integer", "json_correct", "binary"]
 
     @property
     def prompt_sha(self) -> str:
@@ -59,10 +60,13 @@ class JudgeSpec:
 
     def messages(self, question: str, reference: str, answer: str) -> list[dict[str, str]]:
         body = self.user.format(question=question, reference=reference, answer=answer)
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": body}]
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return [*system, {"role": "user", "content": body}]
 
     def parse(self, reply: str) -> float | None:
         """The score in the reply, or None when it holds none (the caller counts it 0 and reports it)."""
+        if self.reply == "binary":
+            return float(binary_verdict(reply or ""))
         text = _THINK.sub(" ", reply or "").strip()
         if self.reply == "integer":
             value = text.strip("*.` \n")
@@ -73,6 +77,21 @@ class JudgeSpec:
 
 
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+
+
+def binary_verdict(reply: str) -> bool:
+    """A verdict read as lmms-eval's verifiers read one (``lmms_eval/verifiers/base.py``, ``parse_binary_response``,
+    at commit ``75571cfe``): the whole reply, substrings tested in order — "INCORRECT" or "NOT_ATTEMPTED" in any case
+    is wrong; else "CORRECT" is right; else any of "yes", "true", "1" anywhere is right ("10", "0.1", "Score: 0/1"
+    and "NOT CORRECT" too); anything else ("0", "No", an empty reply) is wrong. Never unreadable, and nothing is
+    stripped first: a ``<think>`` block in the reply is read with the rest, as upstream would read it."""
+    upper = reply.strip().upper()
+    if "INCORRECT" in upper or "NOT_ATTEMPTED" in upper:
+        return False
+    if "CORRECT" in upper:
+        return True
+    lower = reply.strip().lower()
+    return any(sig in lower for sig in ("correct", "yes", "true", "1", "[1]"))
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

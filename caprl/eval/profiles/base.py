@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from caprl.errors import InputError
+from caprl.eval.metrics.judge import JudgeSpec
 from caprl.eval.types import EvalItem, ItemScore, stable_id
 from caprl.reward.prompt import Messages
 
@@ -59,9 +60,10 @@ class Scoring:
     """One benchmark under one profile.
 
     ``answer(raw, item, mode)`` is the prediction the metric sees (None: nothing could be read, scored 0);
-    ``score(prediction, item)`` the metric values (``"score"`` first); ``judge_reply`` re-reads a judge's raw
-    reply when the profile reads verdicts its own way; ``judge_tag`` separates the profile's verdicts from caprl's
-    when the judge is shown a different answer text.
+    ``score(prediction, item)`` the metric values (``"score"`` first); ``judged`` decides which predictions go to
+    the LLM judge instead, ``judge`` the prompt it is asked with and how its reply is read; ``judge_reply``
+    re-reads a judge's raw reply when the profile reads verdicts its own way; ``judge_tag`` separates the
+    profile's verdicts from caprl's when the judge is shown a different answer text.
     """
 
     profile: str
@@ -75,10 +77,23 @@ class Scoring:
     readable: Callable[[str | None], bool] | None = None
     """Whether an answer counts as parsed, when that is not "the prediction is not None" (caprl-paper scores every
     output, and counts those without its answer format as parse failures)."""
+    judged: Callable[[str | None, EvalItem], bool] | None = None
+    """Whether this prediction goes to the judge (its verdict is the score) rather than to ``score`` (None: when it
+    is not None and the benchmark's metric judges the question). A None prediction is never judged."""
+    judge: JudgeSpec | None = None
+    """The profile's judge prompt and reading of its reply (None: the benchmark's own). Verdicts are stored under
+    the prompt's ``prompt_sha``, so they never mix with verdicts given to another prompt."""
     judge_reply: Callable[[str], float | None] | None = None
     judge_tag: str | None = None
     source: str = ""
     """The upstream code reproduced: ``repo path@commit`` (several separated by ``; ``)."""
+
+    def sends_to_judge(self, prediction: str | None, item: EvalItem, metric_judges: bool) -> bool:
+        """Whether the score stage asks the judge about ``prediction`` (``metric_judges``: the benchmark's metric
+        judges this question)."""
+        if prediction is None:
+            return False
+        return self.judged(prediction, item) if self.judged is not None else metric_judges
 
     def parsed(self, prediction: str | None) -> bool:
         return self.readable(prediction) if self.readable is not None else prediction is not None

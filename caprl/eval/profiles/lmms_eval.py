@@ -8,8 +8,9 @@ Reproduced from EvolvingLMMs-Lab/lmms-eval at commit ``75571cfe0fa36ca5ec2e6aa2b
 (``parse_multi_choice_response``), ``tasks/timelens/utils.py`` (``extract_time``, ``iou``) and
 ``tasks/chartqapro/utils.py`` (``chartqapro_process_results``). lmms-eval scores the model's raw output (its
 ``<think>`` stripping is opt-in per task and none of these opt in), so the profile reads the reader's raw output the
-same way. MMVU's open questions the rules reject go to an LLM judge: caprl's judge (MMVU's official prompt), not
-lmms-eval's GPT-4o prompt (docs/eval.md says what differs).
+same way. MMVU's open questions the rules reject go to an LLM judge with lmms-eval's own prompt and verdict reading
+(``tasks/mmvu/utils.py``, ``_get_pipeline``; ``verifiers/pipeline.py``, ``extractors.py``, ``openai.py``,
+``base.py``; ``api/reasoning.py``), asked of the user's judge model where lmms-eval asks ``gpt-4o-2024-11-20``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from __future__ import annotations
 import re
 import string
 
-from caprl.eval import extract
 from caprl.eval.metrics.chartqapro import CHOICE_TYPES, chartqapro_score
 from caprl.eval.metrics.grounding import THRESHOLDS
+from caprl.eval.metrics.judge import JudgeSpec
 from caprl.eval.profiles.base import Scoring
 from caprl.eval.profiles.rules import anls_score, relaxed_correctness
 from caprl.eval.types import EvalItem
@@ -196,23 +197,75 @@ def mmvu_open_rule(prediction: str, gold: str) -> bool:
     return bool(p_o and g_o and p_o.group(0) == g_o.group(0))  # both already lower-cased, superscripts replaced
 
 
+_MMVU_JUDGE_PROMPT = """You are a strict evaluator assessing answer correctness. You must output 1 for fully correct \
+answers and 0 for any other case.
+
+# Evaluation Rules for Open-Ended Questions
+- The model prediction may contain reasoning, focus on extracting the final answer.
+- Score 1 if the prediction matches the answer semantically, even if in different format.
+- For mathematical notation, treat equivalent forms as correct (e.g., O(n²) = O(n^2), n² = n^2).
+- Score 0 for partially correct answers or answers with extra incorrect information.
+- Ignore minor differences in formatting, capitalization, or spacing.
+- Treat numerical answers as correct if they match within reasonable precision.
+- For questions requiring units, both value and unit must be correct.
+
+Return only "1" or "0" with no additional text or formatting.
+
+Question: {question}
+Correct Answer: {reference}
+Model Prediction: {answer}"""
+# lmms-eval's ``custom_prompt`` for MMVU (``_get_pipeline``), its placeholders ``{question}``, ``{ground_truth}``
+# and ``{prediction}`` named as caprl's judge prompts name them.
+
+_REASONING_TAGS = (("<think>", "</think>"), ("<thinking>", "</thinking>"))
+
+
+def strip_reasoning(text: str) -> str:
+    """lmms-eval's ``StripReasoningExtractor`` (``api/reasoning.py``, ``strip_reasoning_tags``): for ``<think>``
+    then ``<thinking>`` (case-sensitive), blocks are cut from the first opening tag to the next closing tag while
+    both tags remain (and no further once a closing tag comes only before the opening one); a closing tag left
+    with no opening tag keeps only what follows the last one; an unclosed opening tag stays. Then stripped."""
+    for start_tag, end_tag in _REASONING_TAGS:
+        while start_tag in text and end_tag in text:
+            start = text.find(start_tag)
+            end = text.find(end_tag, start)
+            if end == -1:
+                break
+            text = text[:start] + text[end + len(end_tag) :]
+        if end_tag in text and start_tag not in text:
+            text = text.rsplit(end_tag, 1)[-1]
+    return text.strip()
+
+
+class _VerifierJudge(JudgeSpec):
+    """lmms-eval's MMVU judge as its ``VerificationPipeline`` asks it: the output through
+    ``StripReasoningExtractor``, the question as ``construct_question_prompt`` gives it ("Question: " before it,
+    so the prompt reads "Question: Question: ..."), ``custom_prompt.format(...)`` sent as the only (user) message,
+    no system message; the reply read by ``parse_binary_response`` (``reply="binary"``)."""
+
+    def messages(self, question: str, reference: str, answer: str) -> list[dict[str, str]]:
+        return super().messages(f"Question: {question}", reference, strip_reasoning(answer))
+
+
+MMVU_JUDGE = _VerifierJudge(name="lmms-eval-mmvu", system="", user=_MMVU_JUDGE_PROMPT, max_score=1, reply="binary")
+
+
 def _mmvu_answer(raw: str, item: EvalItem, mode: str) -> str | None:
-    if item.is_mcq:
-        return raw
-    if mmvu_open_rule(raw, item.answers[0]):
-        return None  # accepted by the rules: upstream asks no judge (scored 1 below)
-    # Left to the judge, shown the output without its <think> block (upstream's StripReasoningExtractor also drops
-    # <thinking> blocks, case-sensitively); the same text caprl's own profile sends, so the verdicts are shared.
-    return extract.without_thinking(raw)
+    return raw  # upstream's rules and its judge both take the raw output (the judge's extractor strips it)
+
+
+def _mmvu_judged(prediction: str | None, item: EvalItem) -> bool:
+    """An open answer the rules reject: upstream then asks its judge (multiple choice never)."""
+    return not item.is_mcq and not mmvu_open_rule(prediction or "", item.answers[0])
 
 
 def _mmvu_score(prediction: str | None, item: EvalItem) -> dict[str, float]:
     if item.is_mcq:
         choices = {LETTERS[i]: o for i, o in enumerate(item.options or [])}
         return {"score": float(mmvu_choice_rule(prediction or "", item.gold_letter or "", choices))}
-    # An open answer reaches here only when the rules accepted it (None); one they reject goes to the judge, and
-    # scores 0 without one, as upstream when its judge call fails.
-    return {"score": float(prediction is None)}
+    # The score stage brings here only the open answers the rules accept (1); a rejected one goes to the judge,
+    # and scores 0 without one, as upstream when its judge call fails.
+    return {"score": float(mmvu_open_rule(prediction or "", item.answers[0]))}
 
 
 # ------------------------------------------------------------------------------------------------------ TOMATO
@@ -413,8 +466,16 @@ def scorings() -> list[Scoring]:
             "mmvu",
             _mmvu_answer,
             _mmvu_score,
-            readable=lambda prediction: True,  # every output is scored (None: accepted by the rules)
-            source=_src("lmms_eval/tasks/mmvu/utils.py"),
+            judged=_mmvu_judged,
+            judge=MMVU_JUDGE,
+            source=_src(
+                "lmms_eval/tasks/mmvu/utils.py",
+                "lmms_eval/verifiers/pipeline.py",
+                "lmms_eval/verifiers/extractors.py",
+                "lmms_eval/api/reasoning.py",
+                "lmms_eval/verifiers/openai.py",
+                "lmms_eval/verifiers/base.py",
+            ),
         ),
         Scoring("lmms-eval", "tomato", _tomato_answer, _letter_score, source=_src("lmms_eval/tasks/tomato/utils.py")),
         Scoring(
