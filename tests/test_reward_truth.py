@@ -41,9 +41,7 @@ def _items(level: str = "detailed", n: int = 4) -> list[RewardItem]:
     for i in range(n):
         sample, _ = make_image_sample(i, seed=3)
         out.append(
-            RewardItem(
-                caption=sample.references[level], mcqs=sample.mcqs, id=sample.id, scene=sample.metadata["scene"]
-            )
+            RewardItem(caption=sample.references[level], mcqs=sample.mcqs, id=sample.id, scene=sample.metadata["scene"])
         )
     return out
 
@@ -153,3 +151,36 @@ def test_verl_function_passes_the_penalty():
 
     settings = read_settings({"urls": "http://127.0.0.1:1", "wrong_penalty": 1.0})
     assert settings.option_dict["wrong_penalty"] == 1.0
+
+
+def test_refuted_form_costs_each_unconfirmed_statement():
+    items = _items("detailed", n=1)
+    item = items[0]
+    scene = item.scene
+    o = scene["objects"][0]
+    other = "black" if o["colour"] != "black" else "pink"
+    lie = item.caption.replace(f"{o['size']} {o['colour']} {o['shape']}", f"{o['size']} {other} {o['shape']}", 1)
+    cfg = RewardConfig(mode="hard", hard_choice="argmax", correctness_weight=0.2, correctness_form="refuted")
+    engine = RewardEngine(ScriptedReader(), cfg)
+    (true,) = engine.score([item])
+    assert true.reward == pytest.approx(true.qa)  # nothing to refute
+    one_lie = item.model_copy(update={"caption": lie})
+    two_wrongs = item.model_copy(update={"caption": lie + " There in total."})  # a lie and an unread sentence
+    (a,) = RewardEngine(ScriptedReader(), cfg).score([one_lie])
+    (b,) = RewardEngine(ScriptedReader(), cfg).score([two_wrongs])
+    assert a.reward == pytest.approx(a.qa - 0.2) and b.reward == pytest.approx(b.qa - 0.4)
+    # Unlike the share, true statements added around the lie do not buy it back.
+    padded = item.model_copy(update={"caption": lie + " " + item.caption})
+    (c,) = RewardEngine(ScriptedReader(), cfg).score([padded])
+    assert c.reward == pytest.approx(c.qa - 0.2)
+    share = RewardConfig(mode="hard", hard_choice="argmax", correctness_weight=0.2)
+    (d,) = RewardEngine(ScriptedReader(), share).score([padded])
+    (e,) = RewardEngine(ScriptedReader(), share).score([one_lie])
+    assert d.correctness > e.correctness
+
+
+def test_claim_verdicts_count_as_refuted():
+    from caprl.reward.correctness import ClaimVerdict, Verification
+
+    v = Verification(2 / 3, [ClaimVerdict(claim=c, true=t) for c, t in (("a", True), ("b", False), ("c", True))])
+    assert v.not_confirmed == 1 and Verification(1.0, refuted=0).not_confirmed == 0

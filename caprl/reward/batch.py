@@ -158,7 +158,10 @@ def score_captions(
             chunk = todo[start : start + batch_size]
             items = [
                 RewardItem(
-                    caption=r.caption, mcqs=by_id[r.id].mcqs, modality=by_id[r.id].modality, id=r.id,
+                    caption=r.caption,
+                    mcqs=by_id[r.id].mcqs,
+                    modality=by_id[r.id].modality,
+                    id=r.id,
                     scene=by_id[r.id].metadata.get("scene"),
                 )  # fmt: skip
                 for r in chunk

@@ -41,6 +41,7 @@ Mode = Literal["hard", "soft", "blind_gain"]
 ReadPath = Literal["score", "generate"]
 PromptName = Literal["default", "caprl"]
 AnswerParse = Literal["robust", "first_letter"]
+CorrectnessForm = Literal["share", "refuted"]
 Modality = Literal["image", "video"]
 SHOW_SKIPPED = 5
 PRESET_HELP = "Start from a named reward setting: caprl (CapRL++'s servers) | caprl-v1; flags given override it."
@@ -66,6 +67,9 @@ WRONG_PENALTY = typer.Option(
 )
 CORRECTNESS_WEIGHT = typer.Option(
     None, help="Weight of the correctness term: share of the caption's statements verified (shapes world)."
+)
+CORRECTNESS_FORM = typer.Option(
+    None, help="share: + weight x share confirmed (CCCaption); refuted: - weight x statements not confirmed."
 )
 SEED = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0).")
 
@@ -111,6 +115,7 @@ def score_command(
     timestamp_weight: float | None = TIMESTAMP_WEIGHT,
     wrong_penalty: float | None = WRONG_PENALTY,
     correctness_weight: float | None = CORRECTNESS_WEIGHT,
+    correctness_form: CorrectnessForm | None = CORRECTNESS_FORM,
     seed: int | None = SEED,
     batch_size: int = typer.Option(32, min=1, help="Captions per engine call."),
 ) -> None:
@@ -128,7 +133,7 @@ def score_command(
         preset, mode=mode, n_questions=n, path=path, prompt=prompt, answer_parse=answer_parse,
         temperature=temperature, shuffle=shuffle, unanswerable_option=unanswerable, qa_weight=qa_weight,
         length_weight=length_weight, timestamp_weight=timestamp_weight, wrong_penalty=wrong_penalty,
-        correctness_weight=correctness_weight, seed=seed,
+        correctness_weight=correctness_weight, correctness_form=correctness_form, seed=seed,
     )  # fmt: skip
     if config.length_weight and not length_tokenizer:
         raise OptionError("--length-weight needs --length-tokenizer (the policy's tokenizer counts the tokens)")
@@ -212,6 +217,7 @@ def serve_command(
     timestamp_weight: float | None = TIMESTAMP_WEIGHT,
     wrong_penalty: float | None = WRONG_PENALTY,
     correctness_weight: float | None = CORRECTNESS_WEIGHT,
+    correctness_form: CorrectnessForm | None = CORRECTNESS_FORM,
     seed: int | None = SEED,
     modality: Modality = typer.Option(
         "image",
@@ -304,7 +310,7 @@ def serve_command(
         preset, mode=mode, n_questions=n, path=path, prompt=prompt, answer_parse=answer_parse,
         temperature=temperature, shuffle=shuffle, unanswerable_option=unanswerable, qa_weight=qa_weight,
         length_weight=length_weight, timestamp_weight=timestamp_weight, wrong_penalty=wrong_penalty,
-        correctness_weight=correctness_weight, seed=seed,
+        correctness_weight=correctness_weight, correctness_form=correctness_form, seed=seed,
     )  # fmt: skip
     settings = from_flags(
         ServerSettings,

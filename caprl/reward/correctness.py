@@ -14,9 +14,9 @@ Either way a caption that states nothing scores 0 (it has verified nothing), and
 error for its item, never a 0.0. Items that carry a ``scene`` use the scene graph; the others need a ``Verifier``
 on the engine (``RewardEngine(..., verifier=...)``) and their media.
 
->>> from caprl.reward.engine import RewardItem                                        # doctest: +SKIP
->>> verified_share(RewardItem(caption="There is 1 object in total.", mcqs=mcqs, scene=scene))  # doctest: +SKIP
-1.0
+>>> item = RewardItem(caption="There is 1 object in total. There in.", mcqs=mcqs, scene=scene)  # doctest: +SKIP
+>>> scene_verification(item)                                                          # doctest: +SKIP
+Verification(correctness=0.5, claims=None, refuted=1)
 """
 
 from __future__ import annotations
@@ -46,10 +46,18 @@ class ClaimVerdict(BaseModel):
 
 @dataclass(frozen=True)
 class Verification:
-    """A verifier's answer for one caption: the term (in [0, 1]) and, where there are claims, each one's verdict."""
+    """A verifier's answer for one caption: the share confirmed (in [0, 1]), how many of its statements or claims
+    were not confirmed (false, or unreadable), and, where there are claims, each one's verdict."""
 
     correctness: float
     claims: list[ClaimVerdict] | None = None
+    refuted: int | None = None
+
+    @property
+    def not_confirmed(self) -> int:
+        if self.refuted is not None:
+            return self.refuted
+        return sum(not c.true for c in self.claims or [])
 
 
 class VerificationError(ValueError):
@@ -68,12 +76,14 @@ class Verifier(Protocol):
     def verify(self, items: Sequence[RewardItem]) -> list[Verification | Exception]: ...
 
 
-def verified_share(item: RewardItem) -> float:
-    """True statements over everything the caption says (statements read plus sentences unread); 0 for nothing."""
+def scene_verification(item: RewardItem) -> Verification:
+    """The shapes-world verdict: true statements over everything the caption says (statements read plus sentences
+    unread; 0 for nothing), and how many of those are false or unread."""
     from caprl.synth.truth import check_caption
 
     if item.scene is None:
         raise ValueError(f"item {item.id!r}: {NO_SCENE}")
     truth = check_caption(item.scene, item.caption)
     said = len(truth.statements) + len(truth.unread)
-    return sum(s.true for s in truth.statements) / said if said else 0.0
+    true = sum(s.true for s in truth.statements)
+    return Verification(true / said if said else 0.0, refuted=said - true)

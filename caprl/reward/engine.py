@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from caprl.readers.base import LetterQuery, LetterScores, Reader, takes_seeds
-from caprl.reward.correctness import NO_SCENE, ClaimVerdict, Verification, Verifier, verified_share
+from caprl.reward.correctness import NO_SCENE, ClaimVerdict, Verification, Verifier, scene_verification
 from caprl.reward.extract import extract_choice, first_capital_letter
 from caprl.reward.options import DEFAULT_UNANSWERABLE, ShuffledMCQ, sample_questions, shuffle_options
 from caprl.reward.prompt import Messages, PromptTemplate, build_messages
@@ -93,6 +93,11 @@ class RewardConfig(BaseModel):
     """Weight of the correctness term (CCCaption-style): the share of the caption's statements a verifier confirms
     (``caprl.reward.correctness``; shapes-world items carry their ``scene``, checked by ``caprl.synth.truth``; other
     items their ``media``, checked claim by claim by the engine's ``verifier``, e.g. ``caprl.reward.claims``)."""
+    correctness_form: Literal["share", "refuted"] = "share"
+    """How the correctness term enters the reward: ``share`` adds weight x the share of statements confirmed
+    (CCCaption's correctness reward); ``refuted`` subtracts weight x the number not confirmed (false, or unreadable),
+    so each hallucination costs the same however many true statements surround it (a share can be raised by
+    adding true statements around a false one)."""
     seed: int = 0
 
     @field_validator("unanswerable_letter")
@@ -378,7 +383,7 @@ class RewardEngine:
         others = []
         for i, item in enumerate(items):
             if item.scene is not None:
-                out[i] = Verification(verified_share(item))
+                out[i] = scene_verification(item)
             else:
                 others.append(i)
         if not others:
@@ -418,7 +423,10 @@ class RewardEngine:
             if verified is None:  # a caller of _finish that did not verify (none in this module)
                 raise ValueError(f"item {item.id!r}: the correctness term is on and the item was not verified")
             correctness, claims = verified.correctness, verified.claims
-            reward += cfg.correctness_weight * correctness
+            if cfg.correctness_form == "share":
+                reward += cfg.correctness_weight * correctness
+            else:
+                reward -= cfg.correctness_weight * verified.not_confirmed
         if not math.isfinite(reward):
             raise ValueError(f"item {item.id!r}: reward is not finite ({reward})")
         return RewardResult(

@@ -27,7 +27,7 @@ _RULES = (
     "Answer the multiple-choice question strictly from what the caption states or clearly implies, even where "
     "general knowledge or the wording of the question points elsewhere. Use no outside knowledge and assume "
     "nothing the caption does not support. When the caption does not settle the question, choose the option "
-    "saying it cannot be answered from the caption. Reply with one line, \"The answer is X.\", where X is the "
+    'saying it cannot be answered from the caption. Reply with one line, "The answer is X.", where X is the '
     "option's letter."
 )
 IMAGE_INSTRUCTION = "You are given the caption of an image, not the image itself. " + _RULES

@@ -126,6 +126,8 @@ class RewardSettings(_Section):
     """What a wrong answer costs against "cannot be answered" (``caprl.reward.engine.RewardConfig``)."""
     correctness_weight: float = 0.0
     """Weight of the correctness term: share of the caption's statements verified (shapes world: the scene)."""
+    correctness_form: Literal["share", "refuted"] = "share"
+    """``share``: + weight x share confirmed; ``refuted``: - weight x statements not confirmed (RewardConfig)."""
     send_media: bool = False
     """Send each item's media path (absolute) with the request, so the service verifies the correctness term claim
     by claim on real media (``caprl reward serve --judge ... --media-root`` holding the data; docs/train.md)."""
@@ -156,6 +158,7 @@ class RewardSettings(_Section):
             "timestamp_weight": self.timestamp_weight,
             "wrong_penalty": self.wrong_penalty,
             "correctness_weight": self.correctness_weight,
+            "correctness_form": self.correctness_form,
             "seed": self.seed,
         }
 
