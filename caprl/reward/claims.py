@@ -43,7 +43,7 @@ from caprl.readers.base import Messages, Reader, takes_seeds
 from caprl.reward.correctness import ClaimVerdict, Verification, VerificationError
 
 # The judge reward's readers of JSON spans in free text (balanced braces, quotes respected; JSON or a literal).
-from caprl.reward.judge import _THINK, JUDGE_SAMPLING, _load_object, _object_spans, ask_each
+from caprl.reward.judge import _THINK, JUDGE_SAMPLING, _load_object, _object_spans, agreed_object, ask_each
 
 if TYPE_CHECKING:
     from caprl.reward.engine import RewardItem
@@ -203,22 +203,7 @@ def parse_verdicts(text: str, n: int) -> list[bool]:
     spans = _object_spans(body) or _LIST.findall(body)
     if not spans:
         raise ClaimParseError("no JSON object in the answer")
-    found: list[list[bool]] = []
-    reasons: list[str] = []
-    for span in spans:
-        obj = _load(span)
-        if obj is None:
-            reasons.append("an object that is neither JSON nor a Python literal")
-            continue
-        try:
-            found.append(_verdicts_from(obj, n))
-        except ClaimParseError as exc:
-            reasons.append(str(exc))
-    if not found:
-        raise ClaimParseError("; ".join(dict.fromkeys(reasons)))
-    if any(f != found[0] for f in found[1:]):
-        raise ClaimParseError(f"{len(found)} different verdict objects in one answer")
-    return found[0]
+    return agreed_object(spans, _load, lambda obj: _verdicts_from(obj, n), ClaimParseError, "verdict")
 
 
 # ---- the verifier -------------------------------------------------------------------------------------------

@@ -40,9 +40,9 @@ import ast
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image
 
@@ -244,6 +244,36 @@ def _scores_from_object(obj: Any, dims: Sequence[str]) -> dict[str, float]:
     return values
 
 
+T = TypeVar("T")
+
+
+def agreed_object(
+    spans: Sequence[str],
+    load: Callable[[str], Any],
+    convert: Callable[[Any], T],
+    error: type[ValueError],
+    what: str,
+) -> T:
+    """What the candidate objects in an answer say, when at least one reads (``convert`` raises ``error`` for one
+    that does not) and all that read agree; else ``error`` with the reasons. Never a guess among disagreeing ones."""
+    found: list[T] = []
+    reasons: list[str] = []
+    for span in spans:
+        obj = load(span)
+        if obj is None:
+            reasons.append("an object that is neither JSON nor a Python literal")
+            continue
+        try:
+            found.append(convert(obj))
+        except error as exc:
+            reasons.append(str(exc))
+    if not found:
+        raise error(reasons[-1] if len(reasons) == 1 else "; ".join(dict.fromkeys(reasons)))
+    if any(f != found[0] for f in found[1:]):
+        raise error(f"{len(found)} different {what} objects in one answer")
+    return found[0]
+
+
 def parse_judge_output(text: str, modality: str) -> dict[str, float]:
     """The scores (0-10) of every dimension for ``modality`` in a judge's answer; ``JudgeParseError`` if none.
 
@@ -257,22 +287,7 @@ def parse_judge_output(text: str, modality: str) -> dict[str, float]:
     spans = _object_spans(body)
     if not spans:
         raise JudgeParseError("no JSON object in the answer")
-    found: list[dict[str, float]] = []
-    reasons: list[str] = []
-    for span in spans:
-        obj = _load_object(span)
-        if obj is None:
-            reasons.append("an object that is neither JSON nor a Python literal")
-            continue
-        try:
-            found.append(_scores_from_object(obj, dims))
-        except JudgeParseError as exc:
-            reasons.append(str(exc))
-    if not found:
-        raise JudgeParseError(reasons[-1] if len(reasons) == 1 else "; ".join(dict.fromkeys(reasons)))
-    if any(f != found[0] for f in found[1:]):
-        raise JudgeParseError(f"{len(found)} different score objects in one answer")
-    return found[0]
+    return agreed_object(spans, _load_object, lambda obj: _scores_from_object(obj, dims), JudgeParseError, "score")
 
 
 # ---- fusion -------------------------------------------------------------------------------------------------
