@@ -119,3 +119,26 @@ def test_the_recipe_works_with_both_kinds_of_url(modality, url):
     # the timestamp term), as CapRL++'s start script starts its servers
     run = (RECIPES / "run.sh").read_text()
     assert "--n 8" in run and "--timestamp-weight 0.2" in run
+
+
+def test_a_shapes_row_exported_for_verl_carries_its_scene_to_the_correctness_term(service, tmp_path):
+    """``caprl data export verl`` keeps the sample's metadata in ``extra_info``; the verl function sends its scene,
+    so the correctness term works through verl on shapes-world data."""
+    from caprl.data.export import VerlExportOptions, sample_to_verl_row
+    from caprl.data.io import read_dataset
+    from caprl.synth import generate_image_dataset
+
+    ds = read_dataset(generate_image_dataset(1, tmp_path / "shapes", seed=3, progress=False))
+    sample = ds.samples[0]
+    row = sample_to_verl_row(sample, 0, VerlExportOptions(media_root=ds.root))
+    truth = row["reward_model"]["ground_truth"]
+    kw = {"urls": service.url, "max_wait_ms": 1, "correctness_weight": 0.5}
+    right = compute_score(row["data_source"], sample.references["detailed"], truth, row["extra_info"], **kw)
+    assert right["correctness"] == 1.0 and right["score"] == pytest.approx(right["qa"] + 0.5)
+    o = sample.metadata["scene"]["objects"][0]
+    other = "black" if o["colour"] != "black" else "pink"
+    lie = sample.references["detailed"].replace(f"{o['size']} {o['colour']}", f"{o['size']} {other}", 1)
+    wrong = compute_score(row["data_source"], lie, truth, row["extra_info"], **kw, correctness_form="refuted")
+    assert wrong["correctness"] < 1.0 and wrong["score"] == pytest.approx(wrong["qa"] - 0.5)
+    plain = compute_score(row["data_source"], lie, truth, row["extra_info"], urls=service.url, max_wait_ms=1)
+    assert "correctness" not in plain

@@ -54,6 +54,8 @@ OPTION_KEYS = (
     "length_zero_at",
     "timestamp_weight",
     "wrong_penalty",
+    "correctness_weight",
+    "correctness_form",
     "seed",
 )
 # CapRL++'s reward function reads these environment variables; a launch script that sets them keeps working.

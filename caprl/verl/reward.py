@@ -143,7 +143,21 @@ def reward_item(
         modality=modality_of(data_source, extra_info),
         id=None if sid is None else str(sid),
         caption_tokens=caption_tokens,
+        scene=scene_of(extra_info),
     )
+
+
+def scene_of(extra_info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The shapes-world scene graph of a caprl-exported row (``extra_info.metadata``, a JSON string), for the
+    correctness term; None for other rows."""
+    meta = (extra_info or {}).get("metadata")
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            return None
+    scene = meta.get("scene") if isinstance(meta, Mapping) else None
+    return scene if isinstance(scene, dict) else None
 
 
 def judge_item(sample: VerlSample) -> JudgeItemInput:
@@ -193,6 +207,8 @@ def _parts(outcome: Outcome, settings: AdapterSettings, tokens: int | None) -> d
             out["length"] = float(outcome.length) if outcome.length is not None else float("nan")
         if opts.get("timestamp_weight"):
             out["timestamp"] = float(outcome.timestamp) if outcome.timestamp is not None else 0.0
+        if outcome.correctness is not None:
+            out["correctness"] = float(outcome.correctness)
         return out
     if isinstance(outcome, JudgeRewardResult):
         out = {"score": float(outcome.reward), "judge": float(outcome.reward)}
