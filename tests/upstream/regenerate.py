@@ -38,6 +38,17 @@ EXPECTED = HERE.parent / "fixtures" / "prism" / "profiles" / "expected.json"
 LETTERS = "ABCDEFGHIJ"
 
 
+# lmms-eval's MMVU scoring functions, run for the scores and again for the judge's prompts.
+MMVU_FUNCTIONS = (
+    "construct_question_prompt",
+    "normalize_math_notation",
+    "evaluate_with_rule_based",
+    "evaluate_with_llm_judge",
+    "extract_category",
+    "mmvu_process_results",
+)
+
+
 def source(git_dir: str, commit: str, path: str) -> str:
     return subprocess.run(
         ["git", f"--git-dir={git_dir}", "show", f"{commit}:{path}"], check=True, capture_output=True, text=True
@@ -127,12 +138,7 @@ def lmms_eval(git: str) -> dict[str, Any]:
     mmvu = run(
         definitions(
             source(git, c, "lmms_eval/tasks/mmvu/utils.py"),
-            "construct_question_prompt",
-            "normalize_math_notation",
-            "evaluate_with_rule_based",
-            "evaluate_with_llm_judge",
-            "extract_category",
-            "mmvu_process_results",
+            *MMVU_FUNCTIONS,
         ),
         {**base, "string": __import__("string"), "Dict": dict, "Any": Any, "_get_pipeline": failing_judge},
     )
@@ -286,12 +292,7 @@ def mmvu_judge(git: str) -> dict[str, Any]:
             "_pipeline",
             "_pipeline_lock",
             "_get_pipeline",
-            "construct_question_prompt",
-            "normalize_math_notation",
-            "evaluate_with_rule_based",
-            "evaluate_with_llm_judge",
-            "extract_category",
-            "mmvu_process_results",
+            *MMVU_FUNCTIONS,
         ),
         {
             **ns,
