@@ -1,5 +1,5 @@
-"""The supervised warm-up (``caprl.train.sft``): labels cover only the assistant turn; a few steps save weights
-that load and caption; the demo's terminal sparkline."""
+"""The supervised warm-up (``caprl.train.sft``): labels cover only the assistant turn; a mixture's levels are dealt
+to every batch in proportion; a few steps save weights that load and caption; the demo's terminal sparkline."""
 
 from __future__ import annotations
 
@@ -61,6 +61,31 @@ def test_a_short_warmup_lowers_the_loss_and_saves_a_captioner(tiny_models, image
         GenerationSettings(max_new_tokens=4),
     )
     assert isinstance(text, str)
+
+
+@pytest.mark.parametrize(
+    ("weights", "batch"), [((0.8, 0.2), 32), ((0.8, 0.2), 8), ((1.0, 1.0, 1.0), 32), ((0.5, 0.3, 0.2), 7), ((1.0,), 4)]
+)
+def test_levels_are_dealt_to_every_batch_in_proportion(weights, batch):
+    import random
+
+    from caprl.train.sft import dealt_levels
+
+    levels = [f"level{i}" for i in range(len(weights))]
+    share = [w / sum(weights) for w in weights]
+    deal = dealt_levels(levels, weights, batch, random.Random(3))
+    totals = [0] * len(levels)
+    for n in range(1, 201):
+        got = next(deal)
+        assert len(got) == batch
+        for i, lv in enumerate(levels):
+            # every batch within one of its share, and the running count within one of exact
+            assert abs(got.count(lv) - share[i] * batch) < 1.0 + 1e-9
+            totals[i] += got.count(lv)
+            assert abs(totals[i] - share[i] * batch * n) <= 1.0 + 1e-9
+    # the order inside a batch is shuffled, not level by level
+    orders = {tuple(next(deal)) for _ in range(20)}
+    assert len(orders) > 1 or len(levels) == 1
 
 
 def test_sparkline():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,46 @@ ProgressFn = Callable[[int, int, float], None]  # (step, total, loss)
 class SFTSettings:
     level: str | dict[str, float] = "terse"
     """Which reference caption to imitate (``terse`` ... ``exhaustive`` in the shapes world), or a mixture
-    ``{level: weight}``: each example's level is drawn by weight every time it is picked, so the model learns to
+    ``{level: weight}``: levels are dealt to each batch in proportion (``dealt_levels``), so the model learns to
     write each level at about that rate for the same prompt."""
     steps: int = 150
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
+
+
+def dealt_levels(
+    levels: Sequence[str], weights: Sequence[float], batch_size: int, rng: random.Random
+) -> Iterator[list[str]]:
+    """Endless batches of levels, each holding every level in proportion to its weight (the fractions carried
+    from batch to batch, so the running count stays within one of exact), in shuffled order.
+
+    Drawing each example's level at random let the share of a rare level in the last batches, which set what the
+    model ends up writing, vary from seed to seed: a 0.8/0.2 terse/detailed warm-up left captioners that wrote
+    detailed captions 9% of the time on one seed and 17% on another, and GRPO then had little to reinforce.
+
+    >>> batches = dealt_levels(["terse", "detailed"], [0.8, 0.2], 8, random.Random(0))
+    >>> sorted(next(batches)).count("detailed"), sorted(next(batches)).count("detailed")
+    (2, 1)
+    """
+    total = sum(weights)
+    share = [w / total for w in weights]
+    credit = [0.0] * len(levels)
+    while True:
+        for i, p in enumerate(share):
+            credit[i] += p * batch_size
+        counts = [int(c) for c in credit]
+        # Largest remainder fills the batch; what a level did not get now it keeps as credit for later batches.
+        for i in sorted(range(len(levels)), key=lambda j: credit[j] - counts[j], reverse=True):
+            if sum(counts) >= batch_size:
+                break
+            counts[i] += 1
+        for i, n in enumerate(counts):
+            credit[i] -= n
+        batch = [lv for lv, n in zip(levels, counts, strict=True) for _ in range(n)]
+        rng.shuffle(batch)
+        yield batch
 
 
 @dataclass
@@ -130,10 +163,11 @@ def sft_warmup(
         examples.append({lv: encode_example(processor, x, media, x.references[lv]) for lv in levels})
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     rng = random.Random(s.seed)
+    deal = dealt_levels(levels, weights, min(s.batch_size, len(examples)), rng)
     losses: list[float] = []
     for step in range(1, s.steps + 1):
         picked = rng.sample(examples, min(s.batch_size, len(examples)))
-        batch = collate([ex[rng.choices(levels, weights)[0]] for ex in picked], pad_id)
+        batch = collate([ex[lv] for ex, lv in zip(picked, next(deal), strict=True)], pad_id)
         loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
