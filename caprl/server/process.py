@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 
-
 MALLOC_ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": str(64 << 30),
