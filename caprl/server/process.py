@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+
 MALLOC_ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": str(64 << 30),
