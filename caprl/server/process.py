@@ -22,19 +22,6 @@ from pathlib import Path
 import httpx
 
 
-MALLOC_ENV = {
-    "MALLOC_MMAP_MAX_": "0",
-    "MALLOC_TRIM_THRESHOLD_": str(64 << 30),
-    "MALLOC_TOP_PAD_": str(1 << 30),
-}
-"""glibc's allocator settings for the service's process (its own variables win): keep freed memory instead of
-returning it to the system. A reader's forward allocates activations of tens to hundreds of MB; glibc serves
-blocks over 32 MB by ``mmap``, so each one comes back as fresh pages that fault on first touch, in every layer of
-every call. Kept, the same memory is reused: a GRPO-sized reward call with the int8 reader took 19.8 s instead of
-25.0 s, a held-out reading 50.2 s instead of 61.0 s (AVX2 emulated; the same rewards to the last digit;
-benchmarks/RESULTS.md). The cost is that the process keeps its peak memory until it exits. No effect off glibc."""
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -43,8 +30,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class ServiceProcess:
     """One ``caprl reward serve --reader READER ARGS`` child on ``host:port`` (a free port by default); ``reader``
-    None leaves ``--reader`` out (then ``args`` give ``--judge``). The child runs with ``MALLOC_ENV`` under this
-    process's environment and ``env``."""
+    None leaves ``--reader`` out (then ``args`` give ``--judge``)."""
 
     def __init__(
         self,
@@ -58,7 +44,7 @@ class ServiceProcess:
     ):
         self.reader, self.args, self.host = None if reader is None else str(reader), list(args), host
         self.port = port or free_port(host)
-        self.env = {**MALLOC_ENV, **os.environ, **(env or {})}
+        self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path else None
         self.proc: subprocess.Popen[bytes] | None = None
 
