@@ -1,13 +1,13 @@
 """The CPU demo learns: ``caprl demo`` (shipped seeing captioner, real reader behind the reward service, seed 0)
 raises held-out M_Acc, and the trick checks move with it. Sized to the machine's CPU class:
 
-- **bfloat16 units (AMX)**: the default demo, exactly as ``make demo`` runs it (about 10 minutes): at least 10
-  points with the paired 95% interval above zero.
-- **AVX2 only (int8 reader)**: the default demo takes about 29 minutes there, more than CI's budget leaves, so
-  the test asks 2 questions per caption instead of 4, the same 2 for every caption of an image
-  (``reward.question_draw=item``): about 20 minutes. It learns less (+10.7, interval +1.8 to +20.2, against
-  +16.0 with the default; docs/train.md, "Why these sizes"), so it asserts at least 5 points on both readings
-  (main and reshuffled) rather than a significant 10. A policy that stops learning stays near 0 on both.
+- **bfloat16 units (AMX)**: the default demo, exactly as ``make demo`` runs it (about 8 minutes): at least 10
+  points with the paired 95% interval above zero (seeds 0, 1, 2 gave +17.8, +28.1, +19.8; docs/train.md).
+- **AVX2 only (int8 reader)**: the default demo takes close to 30 minutes there, more than CI's budget leaves
+  beside the rest of the suite, so the test asks 2 questions per caption instead of 4 (the same 2 for every
+  caption of an image, as the default does with its 4): about 20 minutes. It learns less (docs/train.md, "Why
+  these sizes"), so it asserts at least 5 points on both readings (main and reshuffled) rather than a
+  significant 10. A policy that stops learning stays near 0 on both.
 
 The cheap half of the proof, that GRPO follows a reward at all, is ``tests/test_grpo_follows_reward.py``.
 Alone: ``pytest -m learning`` (the reader is fetched once before).
