@@ -61,6 +61,56 @@ def test_paired_change_is_after_minus_before_with_an_interval(heldout):
         ev.paired_change(before, fewer)
 
 
+def test_the_reshuffled_check_is_read_in_the_same_call(heldout):
+    """``read_with_reshuffled`` asks the reader once for both readings; its first reading is ``read``'s, and the
+    second shows each question's options in another order: a reader that reads answers the same, one that
+    guesses by position does not."""
+    import dataclasses
+
+    from prism_support import Matcher
+
+    from caprl.reward.engine import RewardConfig, RewardEngine
+
+    reader = Matcher()  # picks the option the caption mentions, else the first one shown
+
+    def score(items, options):
+        return RewardEngine(reader, RewardConfig(**options)).score(items)
+
+    exhaustive = [[s.references["exhaustive"]] for s in heldout.samples]
+    empty = [[""] for _ in heldout.samples]
+    for captions in (exhaustive, empty):
+        calls = reader.calls
+        main, again = ev.read_with_reshuffled(heldout, captions, score, seed=0)
+        assert reader.calls == calls + 1  # one call for both readings
+        assert dataclasses.asdict(main) == dataclasses.asdict(ev.read(heldout, captions, score, seed=0))
+        assert again.keys() == main.keys() and again.kind == main.kind
+    # Where the caption names exactly one of a question's options, the matcher finds it wherever it is shown...
+    golds = [["; ".join(m.gold_text for m in s.mcqs)] for s in heldout.samples]
+    main, again = ev.read_with_reshuffled(heldout, golds, score)
+    caption = {s.id: c[0].lower() for s, c in zip(heldout.samples, golds, strict=True)}
+    mcqs = {s.id: s.mcqs for s in heldout.samples}
+    read_off = [
+        i for i, (image, q) in enumerate(zip(main.image, main.question, strict=True))
+        if sum(o.lower() in caption[image] for o in mcqs[image][q].options) == 1
+    ]  # fmt: skip
+    assert len(read_off) >= 10
+    assert [again.correct[i] for i in read_off] == [main.correct[i] for i in read_off] == [1.0] * len(read_off)
+    # ...a guess of the first option is not.
+    main, again = ev.read_with_reshuffled(heldout, empty, score)
+    assert again.correct != main.correct
+
+
+def test_reshuffle_moves_options_and_their_gold_the_same_way_every_time(heldout):
+    mcqs = [m for s in heldout.samples for m in s.mcqs]
+    moved = ev.reshuffle(mcqs, "img-0")
+    assert moved == ev.reshuffle(mcqs, "img-0") and moved != ev.reshuffle(mcqs, "img-1")
+    for old, new in zip(mcqs, moved, strict=True):
+        assert sorted(new.options) == sorted(old.options)
+        assert new.options[new.gold] == old.options[old.gold]
+        assert (new.question, new.kind) == (old.question, old.kind)
+    assert any(new.options != old.options for old, new in zip(mcqs, moved, strict=True))
+
+
 def test_mentions_count_what_questions_ask_about(heldout):
     m = ev.mentions([[s.references["detailed"]] for s in heldout.samples])
     assert m["colour"] == m["shape"] == m["position"] == 1.0

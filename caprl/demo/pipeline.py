@@ -202,8 +202,7 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
                     captioner_dir, eval_ds, k=s.truth_k, max_new_tokens=s.max_new_tokens, seed=s.seed + TRUTH_SEED
                 )
             with clock.stage(f"eval {label}: reading"):
-                main = ev.read(eval_ds, caps, score, seed=s.seed)
-                reshuffled = ev.read(eval_ds, caps, score, seed=ev.RESHUFFLE_SEED)
+                main, reshuffled = ev.read_with_reshuffled(eval_ds, caps, score, seed=s.seed)
             return caps, {"reading": main, "reshuffled": reshuffled, "truth_captions": truth_caps}
 
         if ui:
