@@ -14,20 +14,16 @@ import socket
 from pathlib import Path
 from typing import Literal
 
+from caprl.backends import is_url
 from caprl.errors import InputError, MissingInput, OptionError
 
 Role = Literal["reader", "captioner"]
-BackendName = Literal["transformers", "openai", "vllm"]
 
 # A Hugging Face repo id: "name" or "namespace/name" (letters, digits, "-", "_", ".").
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _TINY_HINT = "build local tiny models with `caprl models tiny --out models/tiny`"
 _READER_HINT = "`caprl models list` names the pretrained readers (a name works as the reader); or " + _TINY_HINT
 GGUF_MAGIC = b"GGUF"
-
-
-def is_url(spec: str) -> bool:
-    return spec.startswith(("http://", "https://"))
 
 
 def named(flag: str, value: object) -> str:
@@ -150,8 +146,3 @@ def check_port(host: str, port: int, flag: str = "--port") -> None:
 def check_rank(rank: int, world_size: int) -> None:
     if not 0 <= rank < world_size:
         raise OptionError(f"--rank {rank}: must be in [0, --world-size {world_size})")
-
-
-def backend_of(spec: str, backend: str | None) -> str:
-    """The backend a model spec resolves to when none is given: a URL is a server, anything else transformers."""
-    return backend or ("openai" if is_url(spec) else "transformers")

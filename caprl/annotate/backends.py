@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from caprl.captioners import BACKENDS, load_captioner
+from caprl.backends import BACKENDS, backend_of
+from caprl.captioners import load_captioner
 from caprl.captioners.base import Captioner
 
 
@@ -26,9 +27,7 @@ class CaptionerSpec(BaseModel):
 
     @property
     def resolved_backend(self) -> str:
-        if self.backend is not None:
-            return self.backend
-        return "openai" if self.model.startswith(("http://", "https://")) else "transformers"
+        return backend_of(self.model, self.backend)
 
     @property
     def name(self) -> str:

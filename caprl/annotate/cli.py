@@ -8,8 +8,9 @@ from typing import Any, Literal
 import typer
 from rich.console import Console
 
+from caprl.backends import BackendName, backend_of
 from caprl.errors import OptionError
-from caprl.preflight import BackendName, backend_of, check_model, check_rank, existing_path
+from caprl.preflight import check_model, check_rank, existing_path
 from caprl.tables import summary_table
 
 console = Console()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from caprl.backends import BACKENDS, backend_of
 from caprl.captioners.base import Captioner, CaptionerError, CaptionRequest, GenerationSettings
-
-BACKENDS = ("transformers", "openai", "vllm")
 
 
 def load_captioner(spec: str, *, backend: str | None = None, **kwargs: Any) -> Captioner:
@@ -19,8 +18,7 @@ def load_captioner(spec: str, *, backend: str | None = None, **kwargs: Any) -> C
 
     Without ``backend``, a ``http(s)://`` spec is a server and anything else a model id or directory.
     """
-    if backend is None:
-        backend = "openai" if spec.startswith(("http://", "https://")) else "transformers"
+    backend = backend_of(spec, backend)
     if backend == "transformers":
         from caprl.preflight import check_model
 

@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from caprl.backends import BackendName, backend_of
 from caprl.errors import OptionError, from_flags
-from caprl.preflight import BackendName, backend_of, check_model, existing_path
+from caprl.preflight import check_model, existing_path
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 console = Console()
@@ -142,7 +143,7 @@ def prism_command(
         --captioner models/tiny/captioner --reader models/tiny/reader \\
         --out runs/eval --k 4
     """
-    from caprl.eval.backends import load_captioner
+    from caprl.captioners import load_captioner
     from caprl.eval.config import PrismConfig
     from caprl.eval.data import DataPaths
     from caprl.eval.metrics.judge import load_judge

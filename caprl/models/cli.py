@@ -8,8 +8,9 @@ from pathlib import Path
 
 import typer
 
+from caprl.backends import BackendName, backend_of
 from caprl.errors import MissingInput, OptionError
-from caprl.preflight import BackendName, backend_of, check_model
+from caprl.preflight import check_model
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False)
 

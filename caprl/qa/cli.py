@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from caprl.backends import BackendName, backend_of
 from caprl.errors import OptionError, from_flags
-from caprl.preflight import BackendName, backend_of, check_model, check_rank, existing_path
+from caprl.preflight import check_model, check_rank, existing_path
 from caprl.tables import summary_table
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -42,9 +43,7 @@ def generate_command(
     model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
     k: int = typer.Option(5, "--k", min=1, help="Questions per item (CapRL: 5)."),
     n_options: int = typer.Option(4, min=3, max=26, help="Options per question the prompt asks for."),
-    batch_size: int | None = typer.Option(
-        None, min=1, help="Items per VLM call (default: 8; openai 4x concurrency)."
-    ),
+    batch_size: int | None = typer.Option(None, min=1, help="Items per VLM call (default: 8; openai 4x concurrency)."),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers VLM (cuda, cpu, ...)."),
     max_new_tokens: int = typer.Option(1024, min=1, help="Longest reply in tokens."),
@@ -184,8 +183,10 @@ def filter_command(
     rows += [(f"dropped: {reason}", count) for reason, count in summary.by_reason.items()]
     rows += [
         ("items with a kept question", f"{summary.items_kept} / {summary.items}"),
-        ("accuracy with / without media", f"{fmt(summary.mean_accuracy_with_media)} / "
-         f"{fmt(summary.mean_accuracy_without_media)}"),
+        (
+            "accuracy with / without media",
+            f"{fmt(summary.mean_accuracy_with_media)} / {fmt(summary.mean_accuracy_without_media)}",
+        ),
         ("unreadable answers", summary.unparsed_answers),
         ("asked now / already done", f"{summary.asked_now} / {summary.already_done}"),
     ]

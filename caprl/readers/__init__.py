@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from caprl.backends import BACKENDS, backend_of
 from caprl.readers.base import LetterQuery, LetterScores, Reader, ReaderError
-
-BACKENDS = ("transformers", "openai", "vllm")
 
 
 def load_reader(spec: str, *, backend: str | None = None, **kwargs: Any) -> Reader:
     """A reader for ``spec``: a catalog name, ``.gguf`` file, folder or hub id (transformers or vllm), or an
     ``http(s)://`` server URL (openai)."""
     spec = str(spec)
-    if backend is None:
-        backend = "openai" if spec.startswith(("http://", "https://")) else "transformers"
+    backend = backend_of(spec, backend)
     if backend == "transformers":
         from caprl.preflight import check_model
 

@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from caprl.backends import BackendName, backend_of
 from caprl.errors import InputError, OptionError, describe_validation, from_flags
-from caprl.preflight import BackendName, backend_of, check_model, check_port, existing_path
+from caprl.preflight import check_model, check_port, existing_path
 from caprl.tables import summary_table
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -342,8 +343,7 @@ def serve_command(
     def build_engine() -> RewardEngine:
         assert reader is not None
         kwargs: dict = {"model": model} if model else {}
-        is_url = reader.startswith(("http://", "https://"))
-        if device and (backend or ("openai" if is_url else "transformers")) == "transformers":
+        if device and backend_of(reader, backend) == "transformers":
             kwargs["device"] = device
         return RewardEngine(
             load_reader(reader, backend=backend, **kwargs), config, count_tokens=_token_counter(length_tokenizer)
