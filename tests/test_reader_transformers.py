@@ -32,13 +32,6 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def reader(tiny_models):
-    from caprl.readers.transformers import TransformersReader
-
-    return TransformersReader(tiny_models.reader, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def queries() -> list[LetterQuery]:
     """Realistic prompts: 3 captions (long and short) x 6-7 questions, 2 to 6 options, questions of one caption
     next to each other, plus a caption-less prompt that shares nothing beyond the template."""
@@ -122,18 +115,15 @@ def test_rows_split_a_tree_and_repeat_only_the_ancestors_they_need(reader, queri
 
 
 def _assert_each_query_sees_its_prompt(rows, token_ids) -> None:
-    """Every query's last token sees exactly its own prompt (the tokens it can see, in position order, are it),
-    and every query is answered once."""
+    """Every query's last token sees exactly its own prompt, and every query is answered once."""
     for row in rows:
-        vis = row.visibility()
         for position, q in row.keep:
-            seen = [row.ids[j] for j in range(position + 1) if vis[row.seg[position], row.seg[j]]]
-            assert seen == token_ids[q]
+            assert row.visible_ids(position) == token_ids[q]
     assert sorted(q for row in rows for _, q in row.keep) == list(range(len(token_ids)))
 
 
 def test_merged_rows_fill_a_forward_and_keep_each_prompt_apart(reader, queries, one_at_a_time):
-    from caprl.readers.transformers import merge_rows
+    from caprl.readers.prefix_tree import merge_rows
 
     token_ids = reader.encode([q.messages for q in queries])
     with _row_tokens(reader, 200):
@@ -219,7 +209,7 @@ def test_tree_edge_cases_on_raw_token_ids(reader):
 
 def test_nested_prefixes_make_a_deep_tree(reader):
     # Every query a prefix of the next: a chain of nodes, one level each (and no recursion limit to hit).
-    from caprl.readers.transformers import build_prefix_tree
+    from caprl.readers.prefix_tree import build_prefix_tree
 
     rng = np.random.default_rng(1)
     base = rng.integers(0, len(reader.tokenizer), 80).tolist()
