@@ -211,6 +211,18 @@ class AsyncAPI:
     async def get_json(self, path: str, *, root: bool = False) -> Any:
         return await self.request("GET", self.url(path, root=root), None)
 
+    async def served_model(self) -> str | None:
+        """The id of the first model the server lists at ``/models``; None when it lists none or does not answer
+        (servers that serve one model accept requests without a model name)."""
+        try:
+            body = await self.request("GET", self.url("/models"), None, retry=False)
+        except APIError:
+            return None
+        data = body.get("data") if isinstance(body, dict) else None
+        if data and isinstance(data[0], dict) and data[0].get("id"):
+            return str(data[0]["id"])
+        return None
+
     async def request(self, method: str, url: str, payload: dict[str, Any] | None, *, retry: bool = True) -> Any:
         """One JSON request with retries; returns the decoded body or raises ``APIError``."""
         client, semaphore = self._client_and_semaphore()

@@ -22,6 +22,14 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory):
     return build_tiny_models(tmp_path_factory.mktemp("tiny_models"), seed=0)
 
 
+@pytest.fixture(scope="module")
+def reader(tiny_models):
+    """The tiny reader on caprl's transformers backend (float32, CPU), loaded once per test module."""
+    from caprl.readers.transformers import TransformersReader
+
+    return TransformersReader(tiny_models.reader, device="cpu")
+
+
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """Makes loading any transformers model an error: for checks that a command gives up (or finds nothing to do)

@@ -18,13 +18,6 @@ from caprl.schema import MCQ, SchemaError
 from caprl.synth import make_image_sample, make_video_sample
 
 
-@pytest.fixture(scope="module")
-def reader(tiny_models):
-    from caprl.readers.transformers import TransformersReader
-
-    return TransformersReader(tiny_models.reader)
-
-
 @pytest.fixture
 def one_thread():
     """The tiny reader's ops are too small to split: on a busy 2-core machine one intra-op thread decodes faster."""

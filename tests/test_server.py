@@ -20,13 +20,6 @@ SETTINGS = ServerSettings(max_caption_chars=4000, max_request_items=16, max_pend
 
 
 @pytest.fixture(scope="module")
-def reader(tiny_models):
-    from caprl.readers.transformers import TransformersReader
-
-    return TransformersReader(tiny_models.reader)
-
-
-@pytest.fixture(scope="module")
 def engine(reader):
     return RewardEngine(reader, RewardConfig(seed=7))
 

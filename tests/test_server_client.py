@@ -19,13 +19,6 @@ FAST = {"backoff_base": 0.05, "backoff_max": 0.2, "timeout": 30.0}
 
 
 @pytest.fixture(scope="module")
-def reader(tiny_models):
-    from caprl.readers.transformers import TransformersReader
-
-    return TransformersReader(tiny_models.reader)
-
-
-@pytest.fixture(scope="module")
 def engine(reader):
     return RewardEngine(reader, RewardConfig(seed=11))
 

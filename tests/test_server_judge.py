@@ -78,13 +78,6 @@ def media(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reader(tiny_models):
-    from caprl.readers.transformers import TransformersReader
-
-    return TransformersReader(tiny_models.reader)
-
-
-@pytest.fixture(scope="module")
 def engine(reader):
     return RewardEngine(reader, RewardConfig(seed=7))
 

@@ -39,7 +39,7 @@ def captioner(tiny_models):
 
 
 @pytest.fixture(scope="module")
-def reader(tiny_models):
+def reader_hf(tiny_models):
     return AutoTokenizer.from_pretrained(tiny_models.reader), AutoModelForCausalLM.from_pretrained(tiny_models.reader)
 
 
@@ -144,8 +144,8 @@ def test_captioner_generates_from_video(captioner):
     assert isinstance(processor.batch_decode(new, skip_special_tokens=True)[0], str)
 
 
-def test_reader_chat_template_and_forward(reader):
-    tok, model = reader
+def test_reader_chat_template_and_forward(reader_hf):
+    tok, model = reader_hf
     assert isinstance(model, Qwen2ForCausalLM)
     question = "Caption: a red circle.\nWhat colour is the circle?\nA. red\nB. blue\nAnswer with the letter."
     text = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False)
@@ -160,8 +160,8 @@ def test_reader_chat_template_and_forward(reader):
     assert model.config.vocab_size >= len(tok)
 
 
-def test_chat_template_options(reader):
-    tok, _ = reader
+def test_chat_template_options(reader_hf):
+    tok, _ = reader_hf
     msgs = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": [{"type": "text", "text": "Q1"}]},
@@ -192,8 +192,8 @@ def test_letters_are_single_tokens_even_with_almost_no_merges():
     assert set(letter_token_ids(tok)) == set(LETTERS)
 
 
-def test_tokenizer_special_tokens_are_atomic(reader):
-    tok, _ = reader
+def test_tokenizer_special_tokens_are_atomic(reader_hf):
+    tok, _ = reader_hf
     for special in ("<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>"):
         assert len(tok.encode(special, add_special_tokens=False)) == 1
     assert tok.bos_token is None and tok.pad_token == "<|endoftext|>"
@@ -201,15 +201,15 @@ def test_tokenizer_special_tokens_are_atomic(reader):
 
 @settings(max_examples=200, deadline=None)
 @given(text=st.text())
-def test_tokenizer_round_trips_unicode(reader, text):
-    tok, _ = reader
+def test_tokenizer_round_trips_unicode(reader_hf, text):
+    tok, _ = reader_hf
     ids = tok.encode(text, add_special_tokens=False)
     # The tokenizer (like Qwen's) NFC-normalises first; byte-level BPE then loses nothing.
     assert tok.decode(ids) == unicodedata.normalize("NFC", text)
 
 
-def test_tokenizer_round_trips_examples(reader):
-    tok, _ = reader
+def test_tokenizer_round_trips_examples(reader_hf):
+    tok, _ = reader_hf
     for text in ("Héllo wörld", "日本語のテキスト", "emoji 🎉🧪 and tabs\tand\nnewlines", "[00:05 - 00:12] a star"):
         assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
 

@@ -21,7 +21,6 @@ from caprl.schema import (
     FrameSampling,
     ImageMedia,
     Media,
-    Sample,
     VideoMedia,
 )
 
@@ -119,10 +118,6 @@ def open_source(
         what = "samples" if kind == "dataset" else f"images or videos ({kinds})"
         raise InputError(f"{path}: no {what} to work on")
     return Source(kind=kind, root=str(root.resolve()), items=items)
-
-
-def items_from_samples(samples: list[Sample], *, prompt: str | None = None) -> list[WorkItem]:
-    return [WorkItem(id=s.id, index=i, media=s.media, prompt=prompt or s.prompt) for i, s in enumerate(samples)]
 
 
 def load_item_media(item: WorkItem, root: str | Path | None) -> Image.Image | VideoFrames:

@@ -187,17 +187,10 @@ class OpenAICaptioner:
     # ----- requests -----
 
     async def _resolve_model(self) -> None:
-        if self._model_resolved:
-            return
-        self._model_resolved = True
-        try:
-            body = await self.api.request("GET", self.api.url("/models"), None, retry=False)
-            data = body.get("data") or []
-            if data and isinstance(data[0], dict) and data[0].get("id"):
-                self.model = str(data[0]["id"])
-                self.name = f"openai:{self.model}"
-        except (APIError, AttributeError):
-            pass
+        if not self._model_resolved:
+            self._model_resolved = True
+            if served := await self.api.served_model():
+                self.model, self.name = served, f"openai:{served}"
 
     async def _caption(self, requests: list[CaptionRequest], settings: GenerationSettings) -> list[list[str]]:
         if not requests:

@@ -235,12 +235,6 @@ def located_records(path: str | Path) -> Iterator[tuple[dict[str, Any], dict[str
         raise InputError(f"{p}: unknown dataset file type (expected .parquet or .jsonl)")
 
 
-def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Raw records of a dataset file or directory, before validation (parquet rows or jsonl objects)."""
-    for _, record in located_records(path):
-        yield record
-
-
 def sample_at(record: dict[str, Any], index: int, where: dict[str, Any], path: str | Path) -> Sample:
     """``sample_from_dict`` whose error names the file and the row (or 1-based line) of the record."""
     try:

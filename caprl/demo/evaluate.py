@@ -7,8 +7,8 @@ over (image, caption, question). Intervals are bootstrap intervals clustered by 
 paired by (image, caption index, question).
 
 Two checks that a rise in M_Acc is information, not a trick: the same captions read again with every question's
-options shuffled differently (``reshuffled``, read in the same call as the main reading) must move with M_Acc, and the reader's accuracy from an empty
-caption (``blind``, the floor) says how much of M_Acc is the caption's.
+options shuffled differently (``reshuffled``, read in the same call as the main reading) must move with M_Acc,
+and the reader's accuracy from an empty caption (``blind``, the floor) says how much of M_Acc is the caption's.
 """
 
 from __future__ import annotations
