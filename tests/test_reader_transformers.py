@@ -326,4 +326,3 @@ def test_row_sampler_draws_from_the_tempered_distribution():
 def _depth(node) -> int:
     """Levels below ``node``."""
     return max((1 + _depth(c) for c in node.children), default=0)
-
