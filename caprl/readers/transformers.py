@@ -4,17 +4,9 @@
 log-softmax over the full vocabulary at the position right after the chat template's generation prompt, taken at
 the letters' token ids. The vocabulary projection (``lm_head``) runs only at those answer positions.
 
-Prefix sharing. The prompts about one caption share a long token prefix (chat template, instruction, few-shot
-turns, caption), and often all prompts of a call share the part before the caption. The queries of a call are put
-in a prefix tree (radix tree over token ids: a run of tokens that several queries share is one node), and the
-tree is laid out depth first in *packed rows* of about ``row_tokens`` tokens: each node's tokens once, after its
-ancestors'. A custom attention mask lets a token see the earlier tokens of its own node and all tokens of its
-node's ancestors, never a sibling branch, and position ids restart where each node's parent ends, so every query
-sees exactly its own prompt. When a subtree does not fit in a row, the next row starts with the ancestors it needs
-(computed again). Each row is one sequence of a batched forward — no KV cache, no levels — because on a CPU a
-forward streams every weight from memory once, and a few large forwards beat many small ones.
-
-Rows are batched longest first under a token budget; results equal the one-prompt-at-a-time path to float
+Prefix sharing. The queries of a call are put in a prefix tree and laid out in packed rows under a tree-shaped
+attention mask, so each token run that several prompts share is computed once (``caprl.readers.prefix_tree``
+says how). Rows are batched longest first under a token budget; results equal the one-prompt-at-a-time path to float
 precision. Custom masks need sdpa or eager attention and no sliding-window layers; for other models (and with
 ``share_prefix=False``) every query takes the plain path (right-padded, one prompt per row).
 ``benchmarks/reward_throughput.py`` measures the gain.
