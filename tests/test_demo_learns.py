@@ -6,9 +6,9 @@ raises held-out M_Acc, and the trick checks move with it. Sized to the machine's
 - **AVX2 only (int8 reader)**: the default demo takes about 33 minutes there, more than CI's budget leaves
   beside the rest of the suite, so the test asks 2 questions per caption instead of 4 (the same 2 for every
   caption of an image, as the default does with its 4) and reads 16 held-out images instead of 24. With 24
-  images it gave +19.5 (+9.4 to +30.1) in 1,955 s, which made the suite 44 minutes in the emulation
-  (benchmarks/RESULTS.md); it asserts at least 5 points on both readings (main and reshuffled) rather than a
-  significant 10. A policy that stops learning stays near 0 on both.
+  images it gave +19.5 (+9.4 to +30.1) in 1,955 s, which made the suite 44 minutes in the emulation; with 16,
+  +17.0 (+6.8 to +28.6) in 1,434 s (benchmarks/RESULTS.md). It asserts at least 5 points on both readings
+  (main and reshuffled) rather than a significant 10. A policy that stops learning stays near 0 on both.
 
 The cheap half of the proof, that GRPO follows a reward at all, is ``tests/test_grpo_follows_reward.py``.
 Alone: ``pytest -m learning`` (the reader is fetched once before).
