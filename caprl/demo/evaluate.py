@@ -88,8 +88,9 @@ def read_with_reshuffled(
     ds: Dataset, captions: Sequence[Sequence[str]], score: ScoreFn, *, seed: int = 0
 ) -> tuple[Reading, Reading]:
     """``read``, and the same captions read again with every question's options in another order (``reshuffle``),
-    in one call: the reader then computes each caption, and each question's text, once for both readings (on the
-    AVX2 class a reading of the after-RL captions costs about a fifth less). The first reading is ``read``'s."""
+    in one call: the reader then computes each caption, and each question's text, once for both readings. The first
+    reading is ``read``'s (to the last bit where the reader's arithmetic does not depend on the batch, as float32's
+    does not; in bfloat16 a few letters can flip)."""
     main = _items(ds, captions, lambda s: s.mcqs)
     again = _items(ds, captions, lambda s: reshuffle(s.mcqs, s.id))
     results = score(main + again, {**READ_OPTIONS, "seed": seed})
