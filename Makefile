@@ -63,6 +63,7 @@ test-all: $(STAMP) $(VERL_STAMP) browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check caprl tests benchmarks
+	$(VENV)/bin/lint-imports --no-logo
 
 # Wheels that benchmarks/gpu/run.sh installs on a GPU machine (CPython 3.12, manylinux x86_64; the pins are
 # benchmarks/gpu/wheels.txt), downloaded into the ignored benchmarks/gpu/wheels/. A device call carries them

@@ -299,7 +299,7 @@ def main() -> None:
         # A real pretrained reader (catalog name, folder or .gguf), in the dtype the matmul reference uses.
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from caprl.models.resolve import resolve_model
+        from caprl.store.resolve import resolve_model
 
         folder = resolve_model(args.reader)
         tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -23,6 +23,8 @@ from caprl.models.cli import app as models_app
 from caprl.plot import plot_command
 from caprl.qa.cli import app as qa_app
 from caprl.reward.cli import app as reward_app
+from caprl.server.cli import SHORT_HELP as SERVE_HELP
+from caprl.server.cli import serve_command
 from caprl.synth.cli import app as synth_app
 from caprl.train.cli import train_command
 
@@ -104,12 +106,15 @@ app.add_typer(
     help="Score captions with the CapRL reward (a text-only reader answers MCQs).",
     short_help="Score captions with the CapRL reward; serve it.",
 )
+# `caprl reward serve` lives with the service (caprl.server.cli), so caprl.reward never imports caprl.server.
+reward_app.command("serve", short_help=SERVE_HELP)(serve_command)
 app.add_typer(eval_app, name="eval", short_help="Prism evaluation: caption, read and score benchmarks.")
 app.add_typer(qa_app, name="qa", short_help="Curate QA: MCQs that need the media to answer.")
 app.command("annotate", short_help="Caption a dataset or folder at scale (resumable).")(annotate_command)
 app.command("train", short_help="GRPO/RLOO-train a captioner with the CapRL reward.")(train_command)
 app.command("plot", short_help="Draw a training run's reward and length curves.")(plot_command)
 app.command("demo", short_help="The CPU demo on the shapes world (make demo).")(demo_command)
+
 
 def main() -> None:
     app()

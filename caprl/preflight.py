@@ -102,7 +102,7 @@ def check_model(spec: str, *, role: Role, flag: str, backend: str | None = None)
     if is_url(spec) or backend == "openai":
         return
     if role == "reader":
-        from caprl.models.resolve import is_catalog_name, is_gguf
+        from caprl.store.resolve import is_catalog_name, is_gguf
 
         if is_catalog_name(spec):
             return  # fetched from the package registry when loaded (not a hub id, not a path)

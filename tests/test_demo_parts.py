@@ -172,7 +172,7 @@ def test_the_shipped_captioner_matches_the_default_settings_and_sees(heldout):
     front of it (figures in its manifest: docs/train.md)."""
     from caprl.demo import evaluate as ev
     from caprl.demo.captioner import PACKAGED, SeeingSettings, folder_name, seeing_captioner
-    from caprl.models.store import read_manifest
+    from caprl.store.staging import read_manifest
 
     folder = seeing_captioner(SeeingSettings())
     assert folder.parent == PACKAGED and folder.name == folder_name(SeeingSettings())

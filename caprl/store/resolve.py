@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from caprl.models.catalog import CATALOG
+from caprl.store.catalog import CATALOG
 
 
 def is_catalog_name(spec: str) -> bool:
@@ -26,7 +26,7 @@ def resolve_model(spec: str | Path, *, progress: bool = True) -> str:
     """A local folder for a catalog name (fetched if needed) or a ``.gguf`` file (converted once); else ``spec``."""
     text = str(spec)
     if is_catalog_name(text):
-        from caprl.models.fetch import fetch_model, fetched_dir
+        from caprl.store.fetch import fetch_model, fetched_dir
 
         found = fetched_dir(text)
         if found is None:
@@ -36,7 +36,7 @@ def resolve_model(spec: str | Path, *, progress: bool = True) -> str:
             found = fetch_model(text, progress=progress)
         return str(found)
     if is_gguf(text):
-        from caprl.models.gguf import gguf_model_dir
+        from caprl.store.gguf import gguf_model_dir
 
         return str(gguf_model_dir(Path(text).expanduser(), progress=progress))
     return text

@@ -19,7 +19,7 @@ from typing import Any
 
 from caprl.cache import cache_root
 from caprl.errors import InputError, MissingInput
-from caprl.models.store import locked, read_manifest, staged
+from caprl.store.staging import locked, read_manifest, staged
 
 CONVERSION_VERSION = 1
 """Bump when the conversion changes in a way that should redo cached folders."""
@@ -129,7 +129,7 @@ def _is_current(folder: Path, digest: str) -> bool:
 
 def gguf_model_dir(gguf: str | Path, *, cache: Path | None = None, progress: bool = True) -> Path:
     """The converted folder of a local ``.gguf`` file: made on first use under ``CACHE/gguf/<sha256>``."""
-    from caprl.models.progress import transfer_progress
+    from caprl.store.progress import transfer_progress
 
     gguf = Path(gguf)
     if not gguf.is_file():

