@@ -88,10 +88,10 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from caprl.eval.reader_check import check_items
-    from caprl.store.resolve import resolve_model
     from caprl.readers.transformers import TransformersReader
     from caprl.reward.engine import RewardConfig, RewardEngine, RewardItem
     from caprl.reward.prompt import build_messages
+    from caprl.store.resolve import resolve_model
 
     hf_logging.disable_progress_bar()
     folder = resolve_model(args.reader)

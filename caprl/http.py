@@ -1,9 +1,9 @@
 """Shared machinery for the OpenAI-compatible HTTP backends: retries, backoff, bounded concurrency, a sync facade.
 
-``AsyncAPI`` owns one ``httpx.AsyncClient`` that lives on a private event loop in a daemon thread. Sync callers
-submit coroutines to that loop and wait (``api.run(coro)``), which works the same from plain code, from a worker
-thread, and from inside a running event loop (the caller's loop is never re-entered; it only blocks while it
-waits, as any sync call does). Async callers await ``api.submit(coro)`` instead and do not block their loop.
+``AsyncAPI`` owns one ``httpx.AsyncClient`` that lives on a private event loop in a daemon thread
+(``caprl.background.LoopThread``). Sync callers submit coroutines to that loop and wait (``api.run(coro)``), from
+plain code, a worker thread or a running event loop alike; async callers await ``api.submit(coro)`` instead and do
+not block their loop.
 
 Every request goes through ``post_json`` / ``get_json``:
 
@@ -22,16 +22,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
-import threading
 import time
-import weakref
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
-from caprl.forks import reset_in_forked_children
+from caprl.background import LoopThread, reset_in_forked_children
 
 T = TypeVar("T")
 
@@ -85,11 +83,6 @@ def excerpt(text: str, limit: int = BODY_EXCERPT) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
-    if not loop.is_closed():
-        loop.call_soon_threadsafe(loop.stop)
-
-
 def _describe(exc: BaseException) -> str:
     detail = str(exc)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
@@ -118,68 +111,30 @@ class AsyncAPI:
         self.max_concurrency = max_concurrency
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loops = LoopThread(
+            "caprl-http", "AsyncAPI.run called from its own event loop; await the coroutine instead"
+        )
         self._client: httpx.AsyncClient | None = None
         self._semaphore: asyncio.Semaphore | None = None
-        self._finalizer: weakref.finalize | None = None
         self.retries = 0  # retried attempts so far, across all requests (for logs and tests)
         reset_in_forked_children(self)
 
     def _after_fork_in_child(self) -> None:
-        # The loop's thread is not copied by fork; the client's pooled sockets are the parent's.
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        self._lock = threading.Lock()
-        self._loop = self._thread = self._client = self._semaphore = self._finalizer = None
-
-    # ----- the private loop -----
-
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def _main() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                self._thread = threading.Thread(target=_main, name="caprl-http", daemon=True)
-                self._thread.start()
-                ready.wait()
-                self._loop = loop
-                # An object dropped without close() still stops its loop (the thread holds no reference to it).
-                self._finalizer = weakref.finalize(self, _stop_loop, loop)
-            return self._loop
+        # The client's pooled sockets are the parent's (the loop resets itself).
+        self._client = self._semaphore = None
 
     async def submit(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the private loop and await its result from the caller's loop (which keeps running)."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()))
+        return await self._loops.submit(coro)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the private loop and block until it finishes (safe inside a running loop)."""
-        loop = self._ensure_loop()
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("AsyncAPI.run called from its own event loop; await the coroutine instead")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return self._loops.run(coro)
 
     def close(self) -> None:
         """Close the HTTP client and stop the private loop. The object can be used again afterwards."""
-        with self._lock:
-            loop, thread, client = self._loop, self._thread, self._client
-            self._loop = self._thread = self._client = self._semaphore = None
-        if loop is None:
-            return
-        if client is not None:
-            asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=10)
-        loop.close()
+        client, self._client, self._semaphore = self._client, None, None
+        self._loops.stop(client.aclose if client is not None else None)
 
     def __enter__(self) -> AsyncAPI:
         return self

@@ -222,8 +222,8 @@ def test_invalid_flag_values_are_named_by_flag_and_nothing_is_written(tmp_path, 
 
 def test_catalog_names_and_gguf_files_are_reader_specs_not_paths_or_hub_ids(tmp_path, monkeypatch):
     from caprl.errors import InputError, MissingInput
-    from caprl.store.catalog import DEFAULT_READER
     from caprl.preflight import check_model
+    from caprl.store.catalog import DEFAULT_READER
 
     check_model(DEFAULT_READER, role="reader", flag="--reader")  # fetched when loaded: no hub lookup while offline
     with pytest.raises(MissingInput, match="not in the Hugging Face cache"):  # a captioner is never a catalog name

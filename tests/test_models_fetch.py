@@ -184,9 +184,9 @@ def test_the_gguf_file_is_a_llama_cpp_qwen2_file(tiny_gguf, tiny_models):
 
 
 def test_convert_gguf_gives_the_original_reader(tiny_gguf, tiny_models, prompts, reference, tmp_path):
-    from caprl.store.gguf import convert_gguf
     from caprl.models.tiny import n_params
     from caprl.readers.transformers import TransformersReader
+    from caprl.store.gguf import convert_gguf
 
     seen: list[tuple[int, int]] = []
     info = convert_gguf(tiny_gguf, tmp_path / "out", on_tensor=lambda done, total: seen.append((done, total)))

@@ -187,8 +187,8 @@ def demo_command(
     from transformers.utils import logging as hf_logging
 
     from caprl.demo.pipeline import run_demo
-    from caprl.store.catalog import DEFAULT_READER
     from caprl.preflight import check_model, existing_path
+    from caprl.store.catalog import DEFAULT_READER
 
     # Mistakes before minutes of work: the config and the reader are checked first.
     existing_path(config, "--config", what="file")

@@ -60,6 +60,10 @@ class DemoSettings:
     config: Path = DEMO_CONFIG
     overrides: list[str] = field(default_factory=list)
     """``key=value`` overrides of the GRPO config (e.g. ``optim.max_steps=20``)."""
+    without_bf16: list[str] = field(default_factory=lambda: ["reward.n_questions=3"])
+    """GRPO overrides on a CPU without bfloat16 units, where the reader (int8, or float32 if forced) is several
+    times slower: 3 questions per caption instead of 4 keeps the demo within 30 minutes there (docs/train.md, "How
+    long it takes"). Applied before ``overrides``: ``--set reward.n_questions=4`` gives the full size anywhere."""
     max_new_tokens: int = 160
 
 
@@ -109,12 +113,12 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
     from caprl.demo.captioner import seeing_captioner
     from caprl.demo.sheet import write_html, write_png
     from caprl.demo.timing import estimate_seconds, probe_reader
-    from caprl.store.catalog import DEFAULT_READER
-    from caprl.store.resolve import resolve_model
     from caprl.plot import plot_run
     from caprl.readers.cpu import cpu_precision
     from caprl.server import RewardClient
     from caprl.server.process import ServiceProcess
+    from caprl.store.catalog import DEFAULT_READER
+    from caprl.store.resolve import resolve_model
     from caprl.synth import generate_image_dataset
     from caprl.train.config import load_config
     from caprl.train.records import read_jsonl
@@ -150,7 +154,10 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
 
     with clock.stage("reward service start"):
         service = ServiceProcess(reader_dir, ["--max-wait-ms", "5"], log_path=out / "reward_service.log").start()
-    say(f"reward service: caprl reward serve --reader {reader_dir} on {service.url} ({cpu_precision()} on this CPU)")
+    precision = cpu_precision()
+    class_overrides = [] if precision == "bfloat16" else list(s.without_bf16)
+    sized = f"; sized for it: {' '.join(class_overrides)}" if class_overrides else ""
+    say(f"reward service: caprl reward serve --reader {reader_dir} on {service.url} ({precision} on this CPU{sized})")
     try:
         client = RewardClient(service.url, timeout=1800.0)
 
@@ -187,6 +194,7 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
                 f"reward.service={service.url}",
                 f"seed={s.seed}",
                 "checkpoint.resume=never",
+                *class_overrides,
                 *s.overrides,
             ],
         )
@@ -296,8 +304,9 @@ def run_demo(settings: DemoSettings, *, say: Say = print, ui: Any = None) -> dic
             "seconds": round(probe_s, 2),
             "questions": probe_n,
             "expected_wall_s": round(expected_s, 1),
-            "reader_precision": cpu_precision(),
+            "reader_precision": precision,
         },
+        "cpu_class_overrides": class_overrides,
         "warm_up": sft,
         "pretraining": {"folder": str(pretrained), "settings": asdict(s.seeing), "this_run_s": round(pretrain_s, 1)},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},

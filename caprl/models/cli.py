@@ -104,8 +104,8 @@ def check_command(
     from rich.console import Console
 
     from caprl.eval.reader_check import LEVELS, check_reader
-    from caprl.store.catalog import DEFAULT_READER
     from caprl.readers import load_reader
+    from caprl.store.catalog import DEFAULT_READER
 
     console = Console()
     spec = reader or DEFAULT_READER

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
-import random
 from collections.abc import Iterable, Iterator
 
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
@@ -19,8 +17,6 @@ from tokenizers.trainers import BpeTrainer
 from transformers import Qwen2Tokenizer
 
 from caprl.models.chat_template import CHAT_TEMPLATE
-
-log = logging.getLogger(__name__)
 
 # The same split regex Qwen2Tokenizer uses (transformers/models/qwen2/tokenization_qwen2.py).
 PRETOKENIZE_REGEX = (
@@ -79,29 +75,6 @@ PROJECT_PROMPTS: tuple[str, ...] = (
     "Rate the caption for factuality, temporal alignment, coverage and hallucination. Reply in JSON.",
 )
 
-# A small built-in slice of the shapes world, used alongside (or, before it exists, instead of) caprl.synth.
-_COLOURS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray", "cyan")
-_SHAPES = ("circle", "square", "triangle", "star", "rectangle", "hexagon", "ellipse", "diamond")
-_PLACES = ("top left", "top right", "bottom left", "bottom right", "center", "left", "right", "top", "bottom")
-_SIZES = ("small", "medium", "large", "tiny", "big")
-
-
-def _builtin_shapes_text(n: int, seed: int) -> Iterator[str]:
-    rng = random.Random(seed)
-    for _ in range(n):
-        colour, shape, place, size = (rng.choice(x) for x in (_COLOURS, _SHAPES, _PLACES, _SIZES))
-        count = rng.randint(0, 9)
-        yield rng.choice(
-            (
-                f"A {size} {colour} {shape} is in the {place} of the image.",
-                f"There are {count} {colour} {shape}s.",
-                f"How many {shape}s are there? A. {count} B. {count + 1} C. {max(count - 1, 0)} D. {count + 2}",
-                f"What colour is the {shape} in the {place}?",
-                f"[00:0{count}] The {colour} {shape} moves to the {place}.",
-            )
-        )
-
-
 def _letter_text() -> Iterator[str]:
     # Letters as a reader meets them: alone, after a space, as labels, and as answers.
     yield " ".join(LETTERS)
@@ -117,20 +90,12 @@ def _fixed_text() -> Iterator[str]:
 
 
 def default_corpus(n: int = 1000, seed: int = 0) -> Iterator[str]:
-    """The project's prompts and the letters, plus shapes-world text (captions, questions, options).
+    """The project's prompts and the letters, plus shapes-world text (captions, questions, options) from
+    ``caprl.synth.text_corpus``."""
+    from caprl.synth import text_corpus
 
-    The shapes-world text comes from ``caprl.synth.text_corpus``; a small built-in stand-in is used only while
-    that function does not exist.
-    """
     yield from _fixed_text()
-    import caprl.synth as synth  # a broken synth package should fail here, loudly, not fall back
-
-    text_corpus = getattr(synth, "text_corpus", None)
-    if text_corpus is None:
-        log.warning("caprl.synth.text_corpus is not available; training the tokenizer on built-in text")
-        yield from _builtin_shapes_text(n, seed)
-    else:
-        yield from text_corpus(n=n, seed=seed)
+    yield from text_corpus(n=n, seed=seed)
 
 
 def _backend() -> Tokenizer:

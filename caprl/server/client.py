@@ -28,16 +28,14 @@ import asyncio
 import json
 import os
 import random
-import threading
 import time
-import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
-from caprl.forks import reset_in_forked_children
+from caprl.background import LoopThread
 from caprl.http import RetryPolicy, excerpt, parse_retry_after
 from caprl.reward.engine import RewardItem
 from caprl.server.protocol import ItemError, ItemResult, result_from_json
@@ -345,59 +343,14 @@ class AsyncRewardClient:
 # ---------------------------------------------------------------------------------------------------- sync
 
 
-def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
-    if not loop.is_closed():
-        loop.call_soon_threadsafe(loop.stop)
-
-
-class LoopThread:
-    """An event loop in a daemon thread, for sync callers (works from plain code, threads, and running loops)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._finalizer: weakref.finalize | None = None
-        reset_in_forked_children(self)
-
-    def _after_fork_in_child(self) -> None:
-        # The parent's loop thread does not exist here; its loop and lock are the parent's business.
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        self._lock = threading.Lock()
-        self._loop = self._thread = self._finalizer = None
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(target=loop.run_forever, name="caprl-reward-client", daemon=True)
-                self._thread.start()
-                self._loop = loop
-                # A client dropped without close() still stops its loop (the thread holds no reference to it).
-                self._finalizer = weakref.finalize(self, _stop_loop, loop)
-            loop = self._loop
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("a sync RewardClient was called from its own loop; use AsyncRewardClient there")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join(timeout=10)
-            loop.close()
-
-
 class RewardClient:
     """The blocking twin of ``AsyncRewardClient`` (same arguments and methods); safe to share between threads."""
 
     def __init__(self, urls: str | Sequence[str], **kwargs: Any):
         self._async = AsyncRewardClient(urls, **kwargs)
-        self._loop = LoopThread()
+        self._loop = LoopThread(
+            "caprl-reward-client", "a sync RewardClient was called from its own loop; use AsyncRewardClient there"
+        )
 
     @property
     def urls(self) -> list[str]:
@@ -426,9 +379,7 @@ class RewardClient:
         self._loop.run(self._async.wait_ready(timeout, every=every))
 
     def close(self) -> None:
-        if self._loop._loop is not None:
-            self._loop.run(self._async.aclose())
-        self._loop.stop()
+        self._loop.stop(self._async.aclose)
 
     def __enter__(self) -> RewardClient:
         return self
