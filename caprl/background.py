@@ -2,7 +2,8 @@
 
 Sync callers submit coroutines to the loop and wait, which works the same from plain code, from a worker thread
 and from inside a running event loop (the caller's loop is never re-entered; it only blocks while it waits).
-``caprl.http.AsyncAPI`` (the OpenAI-compatible backends) and ``caprl.server.RewardClient`` each own one.
+``caprl.http.AsyncAPI`` (the OpenAI-compatible backends), ``caprl.server.RewardClient`` and verl's sync
+``caprl.verl.compute_score`` each own one.
 
 ``fork`` copies the parent's memory but only the calling thread: a child inherits a loop object whose thread does
 not exist there (a call would wait forever) and a lock that may have been held by a thread that is gone. verl's

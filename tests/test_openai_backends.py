@@ -45,7 +45,8 @@ from caprl.captioners.openai import OpenAICaptioner, encode_mp4, image_data_url,
 from caprl.data.media import VideoFrames
 from caprl.http import AsyncAPI, RetryPolicy, parse_retry_after
 from caprl.readers.base import LetterQuery, Reader, ReaderError
-from caprl.readers.openai import OpenAIReader, letter_variant_ids, letters_from_topk, logsumexp
+from caprl.readers.letter_logprobs import letter_variant_ids, letters_from_topk, logsumexp
+from caprl.readers.openai import OpenAIReader
 
 SERVE_START_TIMEOUT = 180.0  # seconds; ~15-20 s on an idle 2-core machine (mostly imports)
 

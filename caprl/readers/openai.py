@@ -33,9 +33,8 @@ worker threads and running event loops alike, and ``ascore_letters`` / ``agenera
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,12 +48,18 @@ from caprl.readers.base import (
     letter_scores_from_logprobs,
     template_flags,
 )
+from caprl.readers.letter_logprobs import (
+    MAX_LOGPROB_TOKEN_IDS,
+    check_queries,
+    completion_top_logprobs,
+    letters_from_id_logprobs,
+    letters_from_topk,
+    parse_token_key,
+)
+from caprl.readers.openai_tokens import PromptTokens
 
 API_KEY_ENV = "CAPRL_OPENAI_API_KEY"
 FALLBACK_API_KEY_ENV = "OPENAI_API_KEY"
-TOKEN_ID_PREFIX = "token_id:"  # vLLM's spelling of a token when ``return_tokens_as_token_ids`` is set
-MAX_LOGPROB_TOKEN_IDS = 128  # vLLM's limit on ``logprob_token_ids``
-ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 Mode = Literal["auto", "completions", "chat"]
 LogprobsMode = Literal["auto", "token_ids", "topk"]
@@ -72,98 +77,6 @@ class ReaderStats:
 
 def resolve_api_key(api_key: str | None) -> str | None:
     return api_key or os.environ.get(API_KEY_ENV) or os.environ.get(FALLBACK_API_KEY_ENV) or None
-
-
-# ----- letters and log-probabilities (shared with caprl.readers.vllm) -----
-
-
-def letter_variant_ids(
-    encode: Callable[[str], list[int]], letters: str, *, spaced: bool = False
-) -> dict[str, list[int]]:
-    """For each letter, the id of ``"A"`` (which must be a single token) and, with ``spaced``, of ``" A"`` too."""
-    out: dict[str, list[int]] = {}
-    for letter in letters:
-        enc = encode(letter)
-        if len(enc) != 1:
-            raise ReaderError(
-                f"option letter {letter!r} encodes to {len(enc)} tokens, so its probability cannot be read from "
-                "one position; use a reader whose letters A-Z are single tokens"
-            )
-        ids = [enc[0]]
-        if spaced:
-            enc = encode(" " + letter)
-            if len(enc) == 1 and enc[0] not in ids:
-                ids.append(enc[0])
-        out[letter] = ids
-    return out
-
-
-def logsumexp(values: Sequence[float]) -> float:
-    top = max(values)
-    if top == -math.inf:
-        return -math.inf
-    return top + math.log(sum(math.exp(v - top) for v in values))
-
-
-def letters_from_id_logprobs(letters: str, variants: dict[str, list[int]], by_id: dict[int, float]) -> list[float]:
-    """Each letter's log-probability from exact per-id log-probabilities (every variant id must be present)."""
-    return [logsumexp([by_id[i] for i in variants[letter]]) for letter in letters]
-
-
-def letters_from_topk(
-    letters: str,
-    top: Sequence[tuple[str | int, float]],
-    variants: dict[str, list[int]] | None = None,
-    *,
-    spaced: bool = False,
-) -> tuple[list[float], int]:
-    """Each letter's log-probability from a top-k list of ``(token text or id, logprob)``; missing ones floored.
-
-    Entries given as ids match ``variants``; entries given as text match a letter when the text is the letter
-    (or, with ``spaced``, the letter after whitespace). Returns the log-probabilities and how many were floored.
-    """
-    found: dict[str, list[float]] = {letter: [] for letter in letters}
-    id_to_letter = {i: letter for letter, ids in (variants or {}).items() for i in ids if letter in found}
-    seen: set[str | int] = set()
-    for token, lp in top:
-        if token in seen:  # the sampled token can be listed twice
-            continue
-        seen.add(token)
-        if isinstance(token, int):
-            letter = id_to_letter.get(token)
-        else:
-            text = token.lstrip() if spaced else token
-            letter = text if text in found else None
-        if letter is not None:
-            found[letter].append(float(lp))
-    listed = [float(lp) for _, lp in top]
-    missing = [letter for letter in letters if not found[letter]]
-    out: list[float] = []
-    if missing:
-        left_over = max(0.0, 1.0 - sum(math.exp(lp) for lp in listed))
-        share = math.log(left_over / len(missing)) if left_over > 0 else -math.inf
-        smallest = min(listed) if listed else -math.inf
-        floor = min(smallest, share)
-        if floor == -math.inf:
-            floor = -1e4  # all the mass is listed and no letter is in it: a very small, finite value
-    for letter in letters:
-        out.append(logsumexp(found[letter]) if found[letter] else floor)
-    return out, len(missing)
-
-
-def _parse_token_key(key: str) -> str | int:
-    if key.startswith(TOKEN_ID_PREFIX):
-        try:
-            return int(key[len(TOKEN_ID_PREFIX) :])
-        except ValueError:
-            return key
-    return key
-
-
-def check_queries(queries: Sequence[LetterQuery]) -> None:
-    for q in queries:
-        if not q.letters or len(set(q.letters)) != len(q.letters) or not set(q.letters) <= set(ALPHABET):
-            raise ValueError(f"letters must be distinct capitals A-Z, got {q.letters!r}")
 
 
 class _Unsupported(Exception):
@@ -220,15 +133,11 @@ class OpenAIReader:
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.spaced_letters = spaced_letters
         self.stats = ReaderStats()
-        if isinstance(tokenizer, str | os.PathLike):
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
-        self._tokenizer: Any = tokenizer
+        self.tokens = PromptTokens(
+            self._post, tokenizer, chat_template_kwargs=self.chat_template_kwargs, spaced_letters=spaced_letters
+        )
         self._model_resolved = model is not None
-        self._server_tokenize: bool | None = None  # None: not probed yet
         self._vllm_extras = True  # send vLLM's extra fields until a server refuses them
-        self._variant_cache: dict[str, list[int]] = {}
         self._probe_lock: asyncio.Lock | None = None  # made on the client's event loop
 
     # ----- lifecycle -----
@@ -295,65 +204,19 @@ class OpenAIReader:
             if served := await self.api.served_model():
                 self.model, self.name = served, f"openai:{served}"
 
-    def _local_tokenizer(self) -> Any:
-        return self._tokenizer
-
-    async def _has_server_tokenize(self) -> bool:
-        if self._server_tokenize is None:
-            try:
-                await self._post("/tokenize", {"prompt": "A", "add_special_tokens": False}, root=True)
-                self._server_tokenize = True
-            except APIError as exc:
-                if exc.status is None or exc.status >= 500:
-                    raise self._error(exc) from None
-                self._server_tokenize = False  # 404/405/422...: no such endpoint here
-        return self._server_tokenize
-
     async def _resolve_mode(self) -> Mode:
         if self.mode != "auto":
-            if self.mode == "completions" and self._local_tokenizer() is None and not await self._has_server_tokenize():
+            if self.mode == "completions" and not await self.tokens.available():
                 raise ReaderError(
                     f"reader {self.name}: mode='completions' needs token ids: pass tokenizer= (the served model's) "
                     "or use a server with a /tokenize endpoint (vLLM)"
                 )
             return self.mode
-        if self._local_tokenizer() is not None or await self._has_server_tokenize():
+        if await self.tokens.available():
             self.mode = "completions"
         else:
             self.mode = "chat"
         return self.mode
-
-    async def _encode_text(self, text: str) -> list[int]:
-        tok = self._local_tokenizer()
-        if tok is not None:
-            return list(tok.encode(text, add_special_tokens=False))
-        body = await self._post("/tokenize", {"prompt": text, "add_special_tokens": False}, root=True)
-        return list(body["tokens"])
-
-    async def _render(self, messages: Messages) -> list[int]:
-        """The chat-templated prompt (generation prompt opened, or the final lead-in left open) as token ids."""
-        tok = self._local_tokenizer()
-        if tok is not None:
-            text = tok.apply_chat_template(
-                messages, tokenize=False, **template_flags(messages), **self.chat_template_kwargs
-            )
-            # The template already holds every special token it wants; add none on top.
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        payload: dict[str, Any] = {"messages": messages, **template_flags(messages), "add_special_tokens": False}
-        if self.chat_template_kwargs:
-            payload["chat_template_kwargs"] = self.chat_template_kwargs
-        body = await self._post("/tokenize", payload, root=True)
-        return list(body["tokens"])
-
-    async def _variants(self, letters: str) -> dict[str, list[int]]:
-        todo = [letter for letter in dict.fromkeys(letters) if letter not in self._variant_cache]
-        if todo:
-            texts = [t for letter in todo for t in ((letter, " " + letter) if self.spaced_letters else (letter,))]
-            encoded = dict(zip(texts, await gather_or_cancel([self._encode_text(t) for t in texts]), strict=True))
-            self._variant_cache.update(
-                letter_variant_ids(encoded.__getitem__, "".join(todo), spaced=self.spaced_letters)
-            )
-        return {letter: self._variant_cache[letter] for letter in letters}
 
     # ----- scoring -----
 
@@ -374,8 +237,8 @@ class OpenAIReader:
         return results
 
     async def _score_completions(self, queries: list[LetterQuery]) -> list[LetterScores]:
-        variants = await self._variants("".join(dict.fromkeys("".join(q.letters for q in queries))))
-        prompts = await gather_or_cancel([self._render(q.messages) for q in queries])
+        variants = await self.tokens.variants("".join(dict.fromkeys("".join(q.letters for q in queries))))
+        prompts = await gather_or_cancel([self.tokens.render(q.messages) for q in queries])
         chunks = [
             list(range(i, min(i + self.batch_size, len(queries)))) for i in range(0, len(queries), self.batch_size)
         ]
@@ -447,7 +310,7 @@ class OpenAIReader:
             )
         results = []
         for q, choice in zip(queries, choices, strict=True):
-            top = _completion_top_logprobs(choice)
+            top = completion_top_logprobs(choice)
             if top is None:
                 if probe:
                     raise _Unsupported
@@ -495,9 +358,9 @@ class OpenAIReader:
                 "extraction"
             )
         first = content[0]
-        top = [(_parse_token_key(str(e["token"])), float(e["logprob"])) for e in first["top_logprobs"]]
+        top = [(parse_token_key(str(e["token"])), float(e["logprob"])) for e in first["top_logprobs"]]
         if not top and "token" in first:
-            top = [(_parse_token_key(str(first["token"])), float(first["logprob"]))]
+            top = [(parse_token_key(str(first["token"])), float(first["logprob"]))]
         lps, floored = letters_from_topk(query.letters, top, spaced=self.spaced_letters)
         self.stats.floored_letters += floored
         return letter_scores_from_logprobs(query.letters, lps)
@@ -550,22 +413,4 @@ def _lead_in_flags(messages: Messages) -> dict[str, bool]:
     return flags if flags.get("continue_final_message") else {}
 
 
-def _completion_top_logprobs(choice: dict[str, Any]) -> list[tuple[str | int, float]] | None:
-    """The first generated position's alternatives, as ``(token text or id, logprob)``; None when absent."""
-    logprobs = choice.get("logprobs")
-    if not logprobs:
-        return None
-    top = logprobs.get("top_logprobs")
-    if not top or top[0] is None:
-        return None
-    return [(_parse_token_key(str(k)), float(v)) for k, v in top[0].items()]
-
-
-__all__ = [
-    "OpenAIReader",
-    "ReaderStats",
-    "letter_variant_ids",
-    "letters_from_id_logprobs",
-    "letters_from_topk",
-    "logsumexp",
-]
+__all__ = ["OpenAIReader", "ReaderStats"]

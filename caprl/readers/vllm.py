@@ -33,7 +33,7 @@ from caprl.readers.base import (
     letter_scores_from_logprobs,
     template_flags,
 )
-from caprl.readers.openai import (
+from caprl.readers.letter_logprobs import (
     MAX_LOGPROB_TOKEN_IDS,
     check_queries,
     letter_variant_ids,

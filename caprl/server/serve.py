@@ -15,8 +15,9 @@ from types import FrameType
 
 import uvicorn
 
-from caprl.server.app import EngineSource, JudgeSource, ServiceState, create_app
+from caprl.server.app import create_app
 from caprl.server.settings import ServerSettings
+from caprl.server.state import EngineSource, JudgeSource, ServiceState
 
 
 class _Server(uvicorn.Server):

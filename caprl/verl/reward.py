@@ -45,12 +45,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from caprl.background import LoopThread
 from caprl.data.mcq_text import MCQTextError, plain
 from caprl.data.mcq_text import mcqs_from_ground_truth as _read_ground_truth
 from caprl.reward.engine import RewardItem, RewardResult
 from caprl.reward.terms import length_term
 from caprl.schema import MCQ
-from caprl.server.client import LoopThread
 from caprl.server.protocol import JudgeItemInput, JudgeRewardResult
 from caprl.verl.calls import VerlSample, as_batch, read_call
 from caprl.verl.remote import AdapterSettings, Outcome, Request, batcher_for, close_batchers, read_settings
@@ -260,7 +260,9 @@ async def compute_score_async(*args: Any, **kwargs: Any) -> Any:
     return _answer(await _score_samples(call.samples, settings), call.batch)
 
 
-_SYNC_LOOP = LoopThread()
+_SYNC_LOOP = LoopThread(
+    "caprl-verl-reward", "compute_score was called from its own loop's thread; await compute_score_async there"
+)
 
 
 def compute_score(*args: Any, **kwargs: Any) -> Any:
