@@ -1,14 +1,18 @@
-"""Which backend serves a model, the one rule every loader and command asks: a named backend wins, else a
-server URL (``http(s)://``) is ``openai`` and anything else (a catalog name, ``.gguf`` file, folder or hub id)
-``transformers``.
+"""A model as a user names it (``ModelSpec``) and which backend serves it: the one rule every loader and command
+asks. A named backend wins, else a server URL (``http(s)://``) is ``openai`` and anything else (a catalog name,
+``.gguf`` file, folder or hub id) ``transformers``.
 
 >>> backend_of("http://127.0.0.1:8000/v1"), backend_of("models/tiny/reader"), backend_of("Qwen/Qwen2.5-3B", "vllm")
 ('openai', 'transformers', 'vllm')
+>>> ModelSpec.parse("http://gpu-box:8000/v1", model="reader").loader_kwargs()
+{'model': 'reader'}
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
 
 BackendName = Literal["transformers", "openai", "vllm"]
 BACKENDS: tuple[str, ...] = get_args(BackendName)
@@ -22,3 +26,58 @@ def is_url(spec: str) -> bool:
 def backend_of(spec: str, backend: str | None = None) -> str:
     """``backend`` if given, else ``openai`` for a server URL and ``transformers`` for anything else."""
     return backend or ("openai" if is_url(spec) else "transformers")
+
+
+class ModelSpec(BaseModel):
+    """A reader, captioner or judge as given on the command line or in a config, parsed once: where it is, which
+    backend serves it, and that backend's options. ``load_reader`` and ``load_captioner`` take it (or a plain
+    string, parsed with no options)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    location: str
+    """A catalog name, ``.gguf`` file, folder or hub id, or an OpenAI-compatible server's URL."""
+    backend: BackendName
+    served_model: str | None = None
+    """The model name to request from an OpenAI-compatible server (None: the first one it lists)."""
+    device: str | None = None
+    """Device of an in-process transformers model (cuda, cuda:1, cpu; None: the best there is)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Further keyword arguments of the backend's constructor (``batch_size``, ``max_concurrency``, ...)."""
+
+    @classmethod
+    def parse(
+        cls,
+        location: str,
+        *,
+        backend: str | None = None,
+        model: str | None = None,
+        device: str | None = None,
+        **options: Any,
+    ) -> ModelSpec:
+        """``model`` names the model on a server, so it needs the ``openai`` backend (``ValueError`` otherwise);
+        ``device`` applies to the ``transformers`` backend only and is dropped for the others (a server or vLLM
+        places the model itself)."""
+        resolved = backend_of(str(location), backend)
+        if model and resolved != "openai":
+            raise ValueError(f"a served model name ({model!r}) is for an OpenAI-compatible server (a URL)")
+        return cls(
+            location=str(location),
+            backend=resolved,  # type: ignore[arg-type]  (an unknown name fails validation here)
+            served_model=model or None,
+            device=device if resolved == "transformers" else None,
+            options=options,
+        )
+
+    @property
+    def name(self) -> str:
+        """The name the loaded model reports (``backend:model``), known without loading it."""
+        return f"{self.backend}:{self.served_model or self.location}"
+
+    def loader_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments this spec gives its backend's constructor."""
+        return {
+            **({"model": self.served_model} if self.served_model else {}),
+            **({"device": self.device} if self.device else {}),
+            **self.options,
+        }

@@ -12,9 +12,9 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from caprl.backends import is_url
+from caprl.backends import ModelSpec, backend_of, is_url
 from caprl.errors import InputError, MissingInput, OptionError
 
 Role = Literal["reader", "captioner"]
@@ -123,6 +123,28 @@ def check_model(spec: str, *, role: Role, flag: str, backend: str | None = None)
             f"{named(flag, spec)}: not a local folder, and not in the Hugging Face cache (HF_HUB_OFFLINE is set)",
             hint=f"give a local model folder; {hint}",
         )
+
+
+def model_spec(
+    location: str,
+    *,
+    role: Role,
+    flag: str,
+    backend: str | None = None,
+    model: str | None = None,
+    model_flag: str = "--model",
+    device: str | None = None,
+    check: bool = True,
+    **options: Any,
+) -> ModelSpec:
+    """A command's model flags as one ``ModelSpec``, checked now (``check_model``; ``check=False``: only the flags,
+    for a model this run may not load): a ``--model`` without a server URL is an ``OptionError`` naming both flags."""
+    if model and backend_of(location, backend) != "openai":
+        raise OptionError(f"{model_flag} names the model on an OpenAI-compatible server ({flag} URL)")
+    spec = ModelSpec.parse(location, backend=backend, model=model, device=device, **options)
+    if check:
+        check_model(spec.location, role=role, flag=flag, backend=spec.backend)
+    return spec
 
 
 def check_port(host: str, port: int, flag: str = "--port") -> None:

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from caprl.annotate import CaptionerSpec, annotate, open_source, read_annotations
+from caprl.annotate import ModelSpec, annotate, open_source, read_annotations
 from caprl.annotate.ray_backend import annotate_ray
 from caprl.annotate.store import shard_files
 from caprl.captioners.base import GenerationSettings
@@ -21,7 +21,7 @@ def test_ray_backend_matches_in_process_records(tiny_models, tmp_path):
     broken = read_dataset(data).samples[3]
     (data / broken.media.path).write_bytes(b"truncated")  # a failure record must come back from the workers too
     source = open_source(data)
-    spec = CaptionerSpec(model=str(tiny_models.captioner), options={"batch_size": 2, "device": "cpu"})
+    spec = ModelSpec.parse(str(tiny_models.captioner), device="cpu", batch_size=2)
     settings = GenerationSettings(max_new_tokens=10, seed=0)  # greedy
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)

@@ -217,6 +217,28 @@ def test_invalid_flag_values_are_named_by_flag_and_nothing_is_written(tmp_path, 
     assert "--size 30: must be a positive multiple of 28" in out and not (tmp_path / "s").exists()
 
 
+def test_a_served_model_name_needs_a_server_url(tmp_path, models, shapes):
+    # --model and its kin name the model on an OpenAI-compatible server; with a model folder they mean nothing.
+    caps = _captions(tmp_path / "c.jsonl", shapes)
+    reader, captioner = models["reader"], models["captioner"]
+    cases = [
+        (["reward", "score", "--data", shapes, "--captions", caps, "--reader", reader, "--out", tmp_path / "r",
+          "--model", "m"], "--model names the model on an OpenAI-compatible server (--reader URL)"),
+        (["reward", "serve", "--reader", reader, "--model", "m"], "--model names the model"),
+        (["reward", "serve", "--judge", captioner, "--judge-model", "m"],
+         "--judge-model names the model on an OpenAI-compatible server (--judge URL)"),
+        (["eval", "prism", "-b", "shapes-image", "--captioner", captioner, "--reader", reader, "--out",
+          tmp_path / "e", "--reader-model", "m"], "--reader-model names the model"),
+        (["annotate", "--data", shapes, "--captioner", captioner, "--out", tmp_path / "a", "--model", "m"],
+         "--model names the model on an OpenAI-compatible server (--captioner URL)"),
+        (["qa", "generate", "--data", shapes, "--vlm", captioner, "--out", tmp_path / "g", "--model", "m"],
+         "(--vlm URL)"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        assert expected in run(args), args
+    assert not any((tmp_path / d).exists() for d in ("r", "e", "a", "g"))
+
+
 # -- readers by catalog name or .gguf file; caprl models -------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from caprl.annotate import CaptionerSpec, load_captioner
+from caprl.annotate import ModelSpec, load_captioner
 from caprl.captioners.base import CaptionerError
 from caprl.qa.answer import text_only
 
@@ -73,5 +73,5 @@ def test_backend_errors_are_clear(monkeypatch):
 
     with pytest.raises(TypeError, match="without media"):
         text_only(Mute())
-    assert CaptionerSpec(model="http://h:1/v1", options={"model": "m"}).name == "openai:m"
-    assert CaptionerSpec(model="ckpt").name == "transformers:ckpt"
+    assert ModelSpec.parse("http://h:1/v1", model="m").name == "openai:m"
+    assert ModelSpec.parse("ckpt").name == "transformers:ckpt"

@@ -135,3 +135,22 @@ def test_schema_error_names_row_and_field():
     assert err.row == 12 and err.id == "x7" and err.field == "mcqs.2"
     assert str(err).startswith("row 12, id='x7', field 'mcqs.2': ")
     assert "outside the 2 options" in str(err)
+
+
+def test_model_spec_parses_once_and_gives_each_backend_its_options():
+    from caprl.backends import ModelSpec
+
+    server = ModelSpec.parse("http://gpu:8000/v1", model="reader", device="cuda", max_concurrency=4)
+    assert (server.backend, server.name, server.device) == ("openai", "openai:reader", None)  # a server places it
+    assert server.loader_kwargs() == {"model": "reader", "max_concurrency": 4}
+    local = ModelSpec.parse("models/tiny/reader", device="cpu")
+    assert (local.backend, local.name, local.loader_kwargs()) == (
+        "transformers",
+        "transformers:models/tiny/reader",
+        {"device": "cpu"},
+    )
+    assert ModelSpec.parse("Qwen/Qwen2.5-VL-3B-Instruct", backend="vllm", device="cuda").loader_kwargs() == {}
+    with pytest.raises(ValueError, match="for an OpenAI-compatible server"):
+        ModelSpec.parse("models/tiny/reader", model="reader")
+    # Plain data: a Ray actor rebuilds the same spec from its JSON.
+    assert ModelSpec.model_validate_json(server.model_dump_json()) == server

@@ -11,17 +11,18 @@ failures), ``store`` (parquet shards + write-ahead log + manifest), ``runner`` (
 ``caprl.qa``).
 """
 
-from caprl.annotate.backends import CaptionerSpec, load_captioner
 from caprl.annotate.export import ExportSummary, export_annotations
 from caprl.annotate.runner import AnnotateSummary, annotate
 from caprl.annotate.sources import Source, WorkItem, open_source
 from caprl.annotate.store import AnnotationRecord, read_annotations, write_manifest
+from caprl.backends import ModelSpec
+from caprl.captioners import load_captioner
 
 __all__ = [
     "AnnotateSummary",
     "AnnotationRecord",
-    "CaptionerSpec",
     "ExportSummary",
+    "ModelSpec",
     "Source",
     "WorkItem",
     "annotate",

@@ -10,20 +10,18 @@ from rich.console import Console
 
 from caprl.backends import BackendName, backend_of
 from caprl.errors import OptionError
-from caprl.preflight import check_model, check_rank, existing_path
+from caprl.preflight import check_rank, existing_path, model_spec
 from caprl.tables import summary_table
 
 console = Console()
 
 
-def captioner_options(
-    backend: str, *, batch_size: int, concurrency: int, device: str | None, model: str | None
-) -> dict[str, Any]:
-    """Backend keyword arguments from the command line's options (each backend takes its own)."""
+def captioner_options(backend: str, *, batch_size: int, concurrency: int) -> dict[str, Any]:
+    """Backend keyword arguments from the command line's batching options (each backend takes its own)."""
     if backend == "transformers":
-        return {"batch_size": batch_size, **({"device": device} if device else {})}
+        return {"batch_size": batch_size}
     if backend == "openai":
-        return {"max_concurrency": concurrency, **({"model": model} if model else {})}
+        return {"max_concurrency": concurrency}
     return {}
 
 
@@ -79,10 +77,10 @@ def annotate_command(
       caprl annotate --data data/images --captioner Qwen/Qwen2.5-VL-3B-Instruct \\
         --out runs/ann --export-caprl runs/ann/captions.jsonl
     """
-    from caprl.annotate.backends import CaptionerSpec
     from caprl.annotate.export import export_annotations
     from caprl.annotate.progress import progress_bar
     from caprl.annotate.sources import open_source
+    from caprl.captioners import load_captioner
     from caprl.captioners.base import GenerationSettings
     from caprl.lazy import Deferred
     from caprl.schema import FrameSampling
@@ -93,10 +91,11 @@ def annotate_command(
         existing_path(data, "--data", what="dataset or folder")
         check_rank(rank, world_size)
         spec_backend = backend_of(captioner, backend)
-        check_model(captioner, role="captioner", flag="--captioner", backend=spec_backend)
         size = batch_size or default_batch_size(spec_backend, concurrency)
-        options = captioner_options(spec_backend, batch_size=size, concurrency=concurrency, device=device, model=model)
-        spec = CaptionerSpec(model=captioner, backend=spec_backend, options=options)
+        spec = model_spec(
+            captioner, role="captioner", flag="--captioner", backend=backend, model=model, device=device,
+            **captioner_options(spec_backend, batch_size=size, concurrency=concurrency),
+        )  # fmt: skip
         settings = GenerationSettings(
             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=n, seed=seed
         )
@@ -131,7 +130,7 @@ def annotate_command(
                 from caprl.annotate.runner import annotate
 
                 # Deferred: a rerun with every item done never loads the captioner.
-                lazy = Deferred(spec.name, spec.build)
+                lazy = Deferred(spec.name, lambda: load_captioner(spec))
                 summary = annotate(source, lazy, out, on_progress=on_progress, **common)  # type: ignore[arg-type]
         rows = [
             ("items", summary.items),

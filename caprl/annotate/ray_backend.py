@@ -4,16 +4,16 @@ The driver opens the same ``ShardStore`` as the in-process runner, so resuming, 
 output layout are the same. What changes is where captions are made: the items still to do are cut into batches
 of ``batch_size`` (the same cut the in-process runner makes, so the same seed and greedy decoding give the same
 captions), each batch is one row of a Ray dataset, and ``map_batches`` sends the rows to a pool of actors. Each
-actor builds its own captioner from a ``CaptionerSpec`` (plain data: the model path or server URL and backend
+actor builds its own captioner from a ``ModelSpec`` (plain data: the model path or server URL and backend
 options) and runs ``caption_items`` on its batch, loading media where it runs, so media paths must be readable
 from every worker (shared storage). Records stream back to the driver as batches finish and are appended to the
 write-ahead log there.
 
-For a vLLM engine per GPU: ``CaptionerSpec(model, backend="vllm")`` with ``num_gpus_per_actor=1`` and one actor
+For a vLLM engine per GPU: ``ModelSpec.parse(model, backend="vllm")`` with ``num_gpus_per_actor=1`` and one actor
 per GPU. Needs ``pip install 'caprl[ray]'``.
 
 >>> ray.init(address="auto")                                                        # doctest: +SKIP
->>> annotate_ray(open_source("/data/images"), CaptionerSpec(model="/ckpt", backend="vllm"), "/out",
+>>> annotate_ray(open_source("/data/images"), ModelSpec.parse("/ckpt", backend="vllm"), "/out",
 ...              num_actors=8, num_gpus_per_actor=1, batch_size=256)                  # doctest: +SKIP
 """
 
@@ -25,11 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from caprl.annotate.backends import CaptionerSpec
 from caprl.annotate.engine import caption_items
 from caprl.annotate.runner import AnnotateSummary, _Tally, owned_todo, record_from_outcome, run_config
 from caprl.annotate.sources import Source, WorkItem
 from caprl.annotate.store import AnnotationRecord, ShardStore, check_run_config, write_manifest
+from caprl.backends import ModelSpec
+from caprl.captioners import load_captioner
 from caprl.captioners.base import GenerationSettings
 
 INSTALL_HINT = "Ray Data is not installed: pip install 'caprl[ray]'"
@@ -39,8 +40,8 @@ class CaptionActor:
     """A Ray Data map_batches worker: one captioner, built once per actor."""
 
     def __init__(self, spec: str, settings: dict[str, Any], root: str, max_consecutive_failures: int) -> None:
-        self.spec = CaptionerSpec.model_validate_json(spec)
-        self.captioner = self.spec.build()
+        self.spec = ModelSpec.model_validate_json(spec)
+        self.captioner = load_captioner(self.spec)
         self.settings = GenerationSettings(**settings)
         self.root = root
         self.max_consecutive_failures = max_consecutive_failures
@@ -66,7 +67,7 @@ class CaptionActor:
 
 def annotate_ray(
     source: Source,
-    spec: CaptionerSpec,
+    spec: ModelSpec,
     out: str | Path,
     *,
     settings: GenerationSettings | None = None,

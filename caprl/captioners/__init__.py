@@ -8,33 +8,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from caprl.backends import BACKENDS, backend_of
+from caprl.backends import BACKENDS, ModelSpec
 from caprl.captioners.base import Captioner, CaptionerError, CaptionRequest, GenerationSettings
 
 
-def load_captioner(spec: str, *, backend: str | None = None, **kwargs: Any) -> Captioner:
+def load_captioner(spec: str | ModelSpec, *, backend: str | None = None, **kwargs: Any) -> Captioner:
     """A captioner for ``spec``: ``transformers`` (batched, in process), ``openai`` (a server URL; requests run
     concurrently up to ``max_concurrency``) or ``vllm`` (in process; needs ``pip install 'caprl[vllm]'``).
-
-    Without ``backend``, a ``http(s)://`` spec is a server and anything else a model id or directory.
+    Without ``backend``, a ``http(s)://`` spec is a server and anything else a model id or directory; a
+    ``ModelSpec`` carries its backend and options, ``kwargs`` add more.
     """
-    backend = backend_of(spec, backend)
-    if backend == "transformers":
+    if not isinstance(spec, ModelSpec):
+        if backend is not None and backend not in BACKENDS:
+            raise ValueError(f"unknown captioner backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        spec = ModelSpec.parse(spec, backend=backend)
+    kwargs = {**spec.loader_kwargs(), **kwargs}
+    if spec.backend == "transformers":
         from caprl.preflight import check_model
 
-        check_model(spec, role="captioner", flag="captioner")  # a missing or wrong folder is one line, not a hub lookup
+        check_model(spec.location, role="captioner", flag="captioner")  # one line, not a hub lookup
         from caprl.captioners.transformers import TransformersCaptioner
 
-        return TransformersCaptioner(spec, **kwargs)
-    if backend == "openai":
+        return TransformersCaptioner(spec.location, **kwargs)
+    if spec.backend == "openai":
         from caprl.captioners.openai import OpenAICaptioner
 
-        return OpenAICaptioner(spec, **kwargs)
-    if backend == "vllm":
-        from caprl.captioners.vllm import VLLMCaptioner
+        return OpenAICaptioner(spec.location, **kwargs)
+    from caprl.captioners.vllm import VLLMCaptioner
 
-        return VLLMCaptioner(spec, **kwargs)
-    raise ValueError(f"unknown captioner backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    return VLLMCaptioner(spec.location, **kwargs)
 
 
-__all__ = ["BACKENDS", "CaptionRequest", "Captioner", "CaptionerError", "GenerationSettings", "load_captioner"]
+__all__ = [
+    "BACKENDS",
+    "CaptionRequest",
+    "Captioner",
+    "CaptionerError",
+    "GenerationSettings",
+    "ModelSpec",
+    "load_captioner",
+]

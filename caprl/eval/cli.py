@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from caprl.backends import BackendName, backend_of
+from caprl.backends import BackendName
 from caprl.errors import OptionError, from_flags
-from caprl.preflight import check_model, existing_path
+from caprl.preflight import existing_path, model_spec
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 console = Console()
@@ -160,11 +160,18 @@ def prism_command(
     else:
         assert captioner is not None
         name = captioner_name or captioner + (f"@{captioner_model}" if captioner_model else "")
-    # The models are loaded only when a stage has work for them; their specs are checked now.
-    if captioner is not None and stage in ("caption", "all"):
-        check_model(captioner, role="captioner", flag="--captioner", backend=captioner_backend)
-    if reader is not None and stage in ("read", "all"):
-        check_model(reader, role="reader", flag="--reader", backend=reader_backend)
+    # The models are loaded only when a stage has work for them; the specs of those a stage uses are checked now.
+    captioner_spec = reader_spec = None
+    if captioner is not None:
+        captioner_spec = model_spec(
+            captioner, role="captioner", flag="--captioner", backend=captioner_backend, model=captioner_model,
+            model_flag="--captioner-model", device=device, check=stage in ("caption", "all"),
+        )  # fmt: skip
+    if reader is not None:
+        reader_spec = model_spec(
+            reader, role="reader", flag="--reader", backend=reader_backend, model=reader_model,
+            model_flag="--reader-model", device=device, check=stage in ("read", "all"),
+        )  # fmt: skip
     optional = {"k": k} if k is not None else {}  # unset: 4, or what a captions file holds
     cfg = from_flags(
         PrismConfig,
@@ -210,30 +217,17 @@ def prism_command(
             raise OptionError(f"--profile {cfg.profile}: {exc}") from None
 
     def make_captioner():
-        assert captioner is not None
-        kwargs: dict = {}
-        backend = backend_of(captioner, captioner_backend)
-        if backend == "openai" and captioner_model:
-            kwargs["model"] = captioner_model
-        if backend == "transformers":
-            kwargs["batch_size"] = caption_batch
-            if device:
-                kwargs["device"] = device
-        console.print(f"loading captioner {captioner} ({backend})")
-        return load_captioner(captioner, backend=backend, **kwargs)
+        assert captioner_spec is not None
+        console.print(f"loading captioner {captioner_spec.location} ({captioner_spec.backend})")
+        batch = {"batch_size": caption_batch} if captioner_spec.backend == "transformers" else {}
+        return load_captioner(captioner_spec, **batch)
 
     def make_reader():
         from caprl.readers import load_reader
 
-        assert reader is not None
-        kwargs: dict = {}
-        backend = backend_of(reader, reader_backend)
-        if backend == "openai" and reader_model:
-            kwargs["model"] = reader_model
-        if backend == "transformers" and device:
-            kwargs["device"] = device
-        console.print(f"loading reader {reader} ({backend})")
-        return load_reader(reader, backend=backend, **kwargs)
+        assert reader_spec is not None
+        console.print(f"loading reader {reader_spec.location} ({reader_spec.backend})")
+        return load_reader(reader_spec)
 
     judge_model_obj = None
     if judge or os.environ.get("CAPRL_JUDGE_URL"):

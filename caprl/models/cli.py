@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
-from caprl.backends import BackendName, backend_of
+from caprl.backends import BackendName
 from caprl.errors import MissingInput, OptionError
-from caprl.preflight import check_model
+from caprl.preflight import model_spec
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False)
 
@@ -118,9 +118,8 @@ def check_command(
         )
     if json_out is not None and not json_out.parent.is_dir():
         raise MissingInput(f"--json {json_out}: no such folder {json_out.parent}")
-    check_model(spec, role="reader", flag="", backend=backend_of(spec, backend))  # READER: named by itself
-    kwargs = {"model": model} if model else {}
-    loaded = load_reader(spec, backend=backend, **kwargs)
+    # READER is named by itself (flag ""); a --model needs a server URL
+    loaded = load_reader(model_spec(spec, role="reader", flag="", backend=backend, model=model))
     with console.status("reading") as status:
         report = check_reader(
             loaded,

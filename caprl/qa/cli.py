@@ -9,7 +9,7 @@ from rich.console import Console
 
 from caprl.backends import BackendName, backend_of
 from caprl.errors import OptionError, from_flags
-from caprl.preflight import check_model, check_rank, existing_path
+from caprl.preflight import check_rank, existing_path, model_spec
 from caprl.tables import summary_table
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -23,15 +23,15 @@ def _group() -> None:
 
 def _vlm(spec: str, backend: str | None, model: str | None, batch_size: int, concurrency: int, device: str | None):
     """The VLM, checked now and loaded on first use (a rerun with nothing left to do never loads it)."""
-    from caprl.annotate.backends import CaptionerSpec
     from caprl.annotate.cli import captioner_options
+    from caprl.captioners import load_captioner
     from caprl.lazy import Deferred
 
-    resolved = backend_of(spec, backend)
-    check_model(spec, role="captioner", flag="--vlm", backend=resolved)
-    options = captioner_options(resolved, batch_size=batch_size, concurrency=concurrency, device=device, model=model)
-    built = CaptionerSpec(model=spec, backend=resolved, options=options)
-    return Deferred(built.name, built.build)
+    options = captioner_options(backend_of(spec, backend), batch_size=batch_size, concurrency=concurrency)
+    built = model_spec(
+        spec, role="captioner", flag="--vlm", backend=backend, model=model, device=device, **options
+    )
+    return Deferred(built.name, lambda: load_captioner(built))
 
 
 @app.command("generate", short_help="A VLM writes K MCQs per item (resumable).")
@@ -146,8 +146,9 @@ def filter_command(
             raise OptionError("--data and --vlm are needed (unless --rethreshold)")
         existing_path(data, "--data", what="dataset")
         check_rank(rank, world_size)
+        blind_spec = None
         if blind is not None:
-            check_model(blind, role="reader", flag="--blind", backend=blind_backend)
+            blind_spec = model_spec(blind, role="reader", flag="--blind", backend=blind_backend)
         config = from_flags(
             FilterConfig,
             r=r,
@@ -164,7 +165,7 @@ def filter_command(
         if blind is not None:
             from caprl.readers import load_reader
 
-            text_leg = load_reader(blind, backend=blind_backend)
+            text_leg = load_reader(blind_spec)
         with progress_bar("qa filter", unit="questions", console=console) as on_progress:
             summary = filter_qa(
                 data,

@@ -13,36 +13,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from caprl.backends import BACKENDS, backend_of
+from caprl.backends import BACKENDS, ModelSpec
 from caprl.readers.base import LetterQuery, LetterScores, Reader, ReaderError
 
 
-def load_reader(spec: str, *, backend: str | None = None, **kwargs: Any) -> Reader:
+def load_reader(spec: str | ModelSpec, *, backend: str | None = None, **kwargs: Any) -> Reader:
     """A reader for ``spec``: a catalog name, ``.gguf`` file, folder or hub id (transformers or vllm), or an
-    ``http(s)://`` server URL (openai)."""
-    spec = str(spec)
-    backend = backend_of(spec, backend)
-    if backend == "transformers":
+    ``http(s)://`` server URL (openai); a ``ModelSpec`` carries its backend and options, ``kwargs`` add more."""
+    if not isinstance(spec, ModelSpec):
+        if backend is not None and backend not in BACKENDS:
+            raise ReaderError(f"unknown reader backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        spec = ModelSpec.parse(spec, backend=backend)
+    kwargs = {**spec.loader_kwargs(), **kwargs}
+    location = spec.location
+    if spec.backend == "transformers":
         from caprl.preflight import check_model
 
-        check_model(spec, role="reader", flag="reader")  # a missing or wrong folder is one line, not a hub lookup
-    if backend in ("transformers", "vllm"):
+        check_model(location, role="reader", flag="reader")  # a missing or wrong folder is one line, not a hub lookup
+    if spec.backend in ("transformers", "vllm"):
         from caprl.store.resolve import resolve_model
 
-        spec = resolve_model(spec)
-    if backend == "transformers":
+        location = resolve_model(location)
+    if spec.backend == "transformers":
         from caprl.readers.transformers import TransformersReader
 
-        return TransformersReader(spec, **kwargs)
-    if backend == "openai":
+        return TransformersReader(location, **kwargs)
+    if spec.backend == "openai":
         from caprl.readers.openai import OpenAIReader
 
-        return OpenAIReader(spec, **kwargs)
-    if backend == "vllm":
-        from caprl.readers.vllm import VLLMReader
+        return OpenAIReader(location, **kwargs)
+    from caprl.readers.vllm import VLLMReader
 
-        return VLLMReader(spec, **kwargs)
-    raise ReaderError(f"unknown reader backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    return VLLMReader(location, **kwargs)
 
 
-__all__ = ["BACKENDS", "LetterQuery", "LetterScores", "Reader", "ReaderError", "load_reader"]
+__all__ = ["BACKENDS", "LetterQuery", "LetterScores", "ModelSpec", "Reader", "ReaderError", "load_reader"]

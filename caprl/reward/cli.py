@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from caprl.backends import BackendName, backend_of
+from caprl.backends import BackendName
 from caprl.errors import InputError, OptionError, describe_validation
-from caprl.preflight import check_model, existing_path
+from caprl.preflight import existing_path, model_spec
 from caprl.tables import summary_table
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -139,17 +139,13 @@ def score_command(
         raise OptionError("--length-weight needs --length-tokenizer (the policy's tokenizer counts the tokens)")
     existing_path(data, "--data", what="dataset")
     existing_path(captions, "--captions", what="file")
-    resolved = backend_of(reader, backend)
-    check_model(reader, role="reader", flag="--reader", backend=resolved)
-    settings = {"reader": f"{resolved}:{model or reader}", **config.model_dump(mode="json")}
+    spec = model_spec(reader, role="reader", flag="--reader", backend=backend, model=model)
+    settings = {"reader": spec.name, **config.model_dump(mode="json")}
     if length_tokenizer:
         settings["length_tokenizer"] = length_tokenizer
 
     def build_engine() -> RewardEngine:  # only when something is left to score
-        kwargs = {"model": model} if model else {}
-        return RewardEngine(
-            load_reader(reader, backend=resolved, **kwargs), config, count_tokens=token_counter(length_tokenizer)
-        )
+        return RewardEngine(load_reader(spec), config, count_tokens=token_counter(length_tokenizer))
 
     with Progress(
         TextColumn("scoring"),

@@ -13,9 +13,9 @@ from typing import Literal
 import typer
 from rich.console import Console
 
-from caprl.backends import BackendName, backend_of
+from caprl.backends import BackendName
 from caprl.errors import OptionError, from_flags
-from caprl.preflight import check_model, check_port
+from caprl.preflight import check_port, model_spec
 from caprl.reward.cli import (
     ANSWER_PARSE,
     BACKEND,
@@ -156,11 +156,6 @@ def serve_command(
 
     if reader is None and judge is None:
         raise OptionError("give --reader (QA items), --judge (judge items), or both")
-    if judge is not None:
-        resolved = backend_of(judge, judge_backend)
-        if judge_model and resolved == "transformers":
-            raise OptionError("--judge-model names the model on a judge server (--judge URL)")
-
     api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)
@@ -193,31 +188,27 @@ def serve_command(
     except ValueError as exc:
         raise OptionError(str(exc)) from None
     # Then what needs a look outside the flags: the model folders and the port, all before any model loads.
+    reader_spec = judge_spec = None
     if reader is not None:
-        check_model(reader, role="reader", flag="--reader", backend=backend_of(reader, backend))
+        reader_spec = model_spec(reader, role="reader", flag="--reader", backend=backend, model=model, device=device)
     if judge is not None:
-        check_model(judge, role="captioner", flag="--judge", backend=resolved)
+        judge_spec = model_spec(
+            judge, role="captioner", flag="--judge", backend=judge_backend, model=judge_model,
+            model_flag="--judge-model", device=judge_device,
+        )  # fmt: skip
     check_port(host, port)
 
     def build_engine() -> RewardEngine:
-        assert reader is not None
-        kwargs: dict = {"model": model} if model else {}
-        if device and backend_of(reader, backend) == "transformers":
-            kwargs["device"] = device
-        return RewardEngine(
-            load_reader(reader, backend=backend, **kwargs), config, count_tokens=token_counter(length_tokenizer)
-        )
+        assert reader_spec is not None
+        return RewardEngine(load_reader(reader_spec), config, count_tokens=token_counter(length_tokenizer))
 
     def build_judge():
         from caprl.captioners import load_captioner
         from caprl.captioners.base import GenerationSettings
         from caprl.reward.judge import VLMJudge
 
-        assert judge is not None
-        kwargs: dict = {"model": judge_model} if judge_model else {}
-        if judge_device and resolved == "transformers":
-            kwargs["device"] = judge_device
-        captioner = load_captioner(judge, backend=judge_backend, **kwargs)
+        assert judge_spec is not None
+        captioner = load_captioner(judge_spec)
         decoding = GenerationSettings(max_new_tokens=judge_max_new_tokens, temperature=0.0, seed=config.seed)
         return VLMJudge(captioner, retries=judge_retries, settings=decoding)
 
