@@ -24,6 +24,7 @@ from caprl.errors import InputError
 
 LETTERS = string.ascii_uppercase
 MAX_OPTIONS = len(LETTERS)
+Modality = Literal["image", "video"]
 
 DEFAULT_IMAGE_PROMPT = "Please describe this image in detail."
 DEFAULT_VIDEO_PROMPT = (

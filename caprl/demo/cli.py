@@ -155,7 +155,9 @@ def demo_command(
         None, "--reader", help="Reader: catalog name, folder or .gguf [default: qwen2.5-coder-1.5b-instruct]."
     ),
     n_train: int = typer.Option(DemoSettings.n_train, min=1, help="Shapes-world training images."),
-    n_heldout: int = typer.Option(DemoSettings.n_heldout, min=2, help="Held-out images for before/after."),
+    n_heldout: int | None = typer.Option(
+        None, min=2, help="Held-out images for before/after [default: 24; 16 on CPUs without bfloat16 units]."
+    ),
     eval_k: int = typer.Option(DemoSettings.eval_k, min=1, help="Captions per held-out image (Prism uses 4)."),
     truth_k: int = typer.Option(
         DemoSettings.truth_k, min=1, help="Captions per held-out image for the truth check (no reader reads them)."

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from caprl.backends import BackendName
 from caprl.errors import InputError, OptionError, describe_validation
 from caprl.preflight import existing_path, model_spec
+from caprl.reward.engine import AnswerParse, CorrectnessForm, PromptName, ReadPath, RewardMode
 from caprl.tables import summary_table
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -37,12 +38,6 @@ def token_counter(length_tokenizer: str | None) -> Callable[[str], int] | None:
 # RewardConfig fields set by flags of another name, so a rejected value is reported by its flag.
 REWARD_FLAGS = {"n_questions": "--n", "unanswerable_option": "--unanswerable"}
 Preset = Literal["caprl", "caprl-v1"]
-Mode = Literal["hard", "soft", "blind_gain"]
-ReadPath = Literal["score", "generate"]
-PromptName = Literal["default", "caprl"]
-AnswerParse = Literal["robust", "first_letter"]
-CorrectnessForm = Literal["share", "refuted"]
-Modality = Literal["image", "video"]
 SHOW_SKIPPED = 5
 PRESET_HELP = "Start from a named reward setting: caprl (CapRL++'s servers) | caprl-v1; flags given override it."
 
@@ -101,7 +96,7 @@ def score_command(
     backend: BackendName | None = BACKEND,
     model: str | None = MODEL,
     preset: Preset | None = PRESET,
-    mode: Mode | None = MODE,
+    mode: RewardMode | None = MODE,
     n: int | None = N_QUESTIONS,
     path: ReadPath | None = READ_PATH,
     prompt: PromptName | None = PROMPT,

@@ -37,9 +37,17 @@ from caprl.reward.options import DEFAULT_UNANSWERABLE, ShuffledMCQ, sample_quest
 from caprl.reward.prompt import Messages, PromptTemplate, build_messages
 from caprl.reward.prompt_caprl import caprl_messages
 from caprl.reward.terms import length_term, timestamp_stats
-from caprl.schema import LETTERS, MCQ, validation_error_to_schema_error
+from caprl.schema import LETTERS, MCQ, Modality, validation_error_to_schema_error
 
 log = logging.getLogger(__name__)
+
+# The reward's named choices, written once: the CLIs, the training config and the service take them from here.
+RewardMode = Literal["hard", "soft", "blind_gain"]
+QuestionDraw = Literal["caption", "item"]
+ReadPath = Literal["score", "generate"]
+PromptName = Literal["default", "caprl"]
+AnswerParse = Literal["robust", "first_letter"]
+CorrectnessForm = Literal["share", "refuted"]
 
 
 class RewardConfig(BaseModel):
@@ -50,10 +58,10 @@ class RewardConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["hard", "soft", "blind_gain"] = "hard"
+    mode: RewardMode = "hard"
     n_questions: int | None = Field(default=None, ge=1)
     """Questions asked per caption, drawn with replacement (CapRL); None asks each question once."""
-    question_draw: Literal["caption", "item"] = "caption"
+    question_draw: QuestionDraw = "caption"
     """What seeds the question draws and option shuffles: ``caption`` (each caption draws its own, as CapRL) or
     ``item`` (every caption of an item gets the same questions, shuffled the same way). With ``item`` the captions
     of a GRPO group are compared on the same questions, so their rewards differ by what the captions say, not by
@@ -69,12 +77,12 @@ class RewardConfig(BaseModel):
     unanswerable_letter: str | None = None
     """Letter of the added "cannot be answered" option (CapRL: F) where no option has it; None, and where an option
     has it: the letter after the options (``caprl.reward.options.unanswerable_label``)."""
-    path: Literal["score", "generate"] = "score"
+    path: ReadPath = "score"
     """``score``: letter probabilities from one forward pass; ``generate``: free text, parsed."""
-    prompt: Literal["default", "caprl"] = "default"
+    prompt: PromptName = "default"
     """``default``: caprl's prompt (``caprl.reward.prompt``); ``caprl``: CapRL's layout, two worked examples and an
     answer lead-in (``caprl.reward.prompt_caprl``; generate path only)."""
-    answer_parse: Literal["robust", "first_letter"] = "robust"
+    answer_parse: AnswerParse = "robust"
     """Generate path: ``robust`` reads the answer as ``caprl.reward.extract.extract_choice`` does; ``first_letter``
     takes the first capital A-I in the output, as CapRL does ("I think..." reads as I)."""
     max_new_tokens: int = Field(default=10, ge=1)
@@ -93,7 +101,7 @@ class RewardConfig(BaseModel):
     """Weight of the correctness term (CCCaption-style): the share of the caption's statements a verifier confirms
     (``caprl.reward.correctness``; shapes-world items carry their ``scene``, checked by ``caprl.synth.truth``; other
     items their ``media``, checked claim by claim by the engine's ``verifier``, e.g. ``caprl.reward.claims``)."""
-    correctness_form: Literal["share", "refuted"] = "share"
+    correctness_form: CorrectnessForm = "share"
     """How the correctness term enters the reward: ``share`` adds weight x the share of statements confirmed
     (CCCaption's correctness reward); ``refuted`` subtracts weight x the number not confirmed (false, or unreadable),
     so each hallucination costs the same however many true statements surround it (a share can be raised by
@@ -124,7 +132,7 @@ class RewardItem(BaseModel):
 
     caption: str
     mcqs: list[MCQ]
-    modality: Literal["image", "video"] = "image"
+    modality: Modality = "image"
     id: str | None = None
     caption_tokens: int | None = Field(default=None, ge=0)
     """Length in policy tokens, for the length term (else counted with the engine's ``count_tokens``)."""

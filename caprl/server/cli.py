@@ -34,16 +34,12 @@ from caprl.reward.cli import (
     TIMESTAMP_WEIGHT,
     UNANSWERABLE,
     WRONG_PENALTY,
-    AnswerParse,
-    CorrectnessForm,
-    Modality,
-    Mode,
     Preset,
-    PromptName,
-    ReadPath,
     reward_config,
     token_counter,
 )
+from caprl.reward.engine import AnswerParse, CorrectnessForm, PromptName, ReadPath, RewardMode
+from caprl.schema import Modality
 
 console = Console()
 SHORT_HELP = "Serve the reward over HTTP (CapRL-compatible)."
@@ -59,7 +55,7 @@ def serve_command(
     model: str | None = MODEL,
     device: str | None = typer.Option(None, help="Device of a transformers reader (cuda, cuda:1, cpu; default: best)."),
     preset: Preset | None = PRESET,
-    mode: Mode | None = MODE,
+    mode: RewardMode | None = MODE,
     n: int | None = N_QUESTIONS,
     path: ReadPath | None = READ_PATH,
     prompt: PromptName | None = PROMPT,

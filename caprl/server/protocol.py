@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_
 from pydantic.fields import FieldInfo
 
 from caprl.reward.engine import RewardConfig, RewardResult
-from caprl.schema import MAX_OPTIONS
+from caprl.schema import MAX_OPTIONS, Modality
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -114,7 +114,7 @@ class ItemInput(BaseModel):
 
     caption: str
     mcqs: list[MCQInput] = Field(min_length=1)
-    modality: Literal["image", "video"] = "image"
+    modality: Modality = "image"
     id: str | None = None
     caption_tokens: int | None = Field(default=None, ge=0)
     """Caption length in policy tokens, for the length term (else the server counts, if it can)."""
@@ -138,7 +138,7 @@ class JudgeItemInput(BaseModel):
     caption: str
     media: ImageMediaInput | VideoMediaInput = Field(discriminator="type")
     id: str | None = None
-    modality: Literal["image", "video"] | None = None
+    modality: Modality | None = None
     """Optional; when given it must match ``media.type``."""
 
     @classmethod
@@ -206,7 +206,7 @@ class JudgeRewardResult(BaseModel):
     id: str | None = None
     reward: float
     """Fused score in [0, 1]: the weighted mean of the dimension scores, over 10."""
-    modality: Literal["image", "video"]
+    modality: Modality
     scores: dict[str, float]
     """Per dimension, 0-10, higher is better: factuality, temporal_alignment (videos only), coverage,
     hallucination (10 = nothing invented)."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from caprl.schema import Modality
 
 
 class ServerSettings(BaseModel):
@@ -39,7 +40,7 @@ class ServerSettings(BaseModel):
     """Judge items admitted and not yet answered; beyond it requests with judge items get 503 + Retry-After."""
     max_judge_frames: int = Field(default=64, ge=1)
     """Most frames the judge sees of one video: the default ``max_frames`` of an item's sampling, and its bound."""
-    get_reward_modality: Literal["image", "video"] = "image"
+    get_reward_modality: Modality = "image"
     """What ``/get_reward`` prompts describe (CapRL++'s ``--task``): the prompt's wording and, for ``video``, the
     timestamp-format term (``timestamp_weight``) follow it. ``/v1/rewards`` items say their own modality."""
 

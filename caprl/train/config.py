@@ -21,7 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from caprl.errors import ConfigError, MissingInput, describe_validation
-from caprl.schema import FrameSampling
+from caprl.reward.engine import CorrectnessForm, QuestionDraw, RewardMode
+from caprl.schema import FrameSampling, Modality
 
 
 class _Section(BaseModel):
@@ -59,7 +60,7 @@ class DataSettings(_Section):
     prompts: list[str] = Field(default_factory=list)
     """Several instructions: each sample gets one, chosen by a seeded hash of its id (stable across resumes)."""
     system: str | None = None
-    modality: Literal["image", "video"] | None = None
+    modality: Modality | None = None
     """Keep only samples of this modality."""
     frames: FrameSampling | None = None
     """Video frame sampling for every video, replacing each sample's own."""
@@ -112,10 +113,10 @@ class RewardSettings(_Section):
     """Reader for in-process scoring (model id or directory, or an OpenAI-compatible URL)."""
     api_key_env: str | None = None
     """Environment variable holding the service's bearer token."""
-    mode: Literal["hard", "soft", "blind_gain"] = "hard"
+    mode: RewardMode = "hard"
     n_questions: int | None = Field(default=None, ge=1)
     """Questions asked per caption, drawn with replacement (CapRL's N); None asks each once."""
-    question_draw: Literal["caption", "item"] = "caption"
+    question_draw: QuestionDraw = "caption"
     """``item``: every caption of an item is asked the same questions (``caprl.reward.engine.RewardConfig``)."""
     unanswerable_option: bool = True
     length_weight: float = 0.0
@@ -126,7 +127,7 @@ class RewardSettings(_Section):
     """What a wrong answer costs against "cannot be answered" (``caprl.reward.engine.RewardConfig``)."""
     correctness_weight: float = 0.0
     """Weight of the correctness term: share of the caption's statements verified (shapes world: the scene)."""
-    correctness_form: Literal["share", "refuted"] = "share"
+    correctness_form: CorrectnessForm = "share"
     """``share``: + weight x share confirmed; ``refuted``: - weight x statements not confirmed (RewardConfig)."""
     send_media: bool = False
     """Send each item's media path (absolute) with the request, so the service verifies the correctness term claim

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from caprl.errors import InputError
 from caprl.eval import extract, prompts
@@ -25,7 +25,15 @@ from caprl.eval.metrics.mcq import mcq_accuracy
 from caprl.eval.metrics.relaxed import relaxed_accuracy
 from caprl.eval.types import EvalItem, stable_id
 from caprl.reward.extract import extract_choice
-from caprl.schema import DEFAULT_IMAGE_PROMPT, DEFAULT_VIDEO_PROMPT, LETTERS, FrameSampling, ImageMedia, VideoMedia
+from caprl.schema import (
+    DEFAULT_IMAGE_PROMPT,
+    DEFAULT_VIDEO_PROMPT,
+    LETTERS,
+    FrameSampling,
+    ImageMedia,
+    Modality,
+    VideoMedia,
+)
 
 # CapRL++ shows a captioner 128 frames of a benchmark video.
 DEFAULT_FRAMES = FrameSampling(num_frames=128, max_frames=128)
@@ -206,7 +214,7 @@ class Benchmark:
 
     name: str
     title: str
-    modality: Literal["image", "video"]
+    modality: Modality
     data: DataSpec
     load: Callable[[LoadContext], Iterator[EvalItem]]
     metric: Metric = MCQ_ACCURACY
