@@ -197,7 +197,8 @@ def test_invalid_flag_values_are_named_by_flag_and_nothing_is_written(tmp_path, 
     caps = _captions(tmp_path / "c.jsonl", shapes)
     score = ["reward", "score", "--data", shapes, "--captions", caps, "--reader", models["reader"]]
     assert "'--mode'" in run([*score, "--out", tmp_path / "r", "--mode", "bogus"])
-    assert "'--n'" in run([*score, "--out", tmp_path / "r", "--n", "0"])
+    # Range checks are the config's own (one rule for flags, YAML and request bodies), named by the flag.
+    assert "--n: Input should be greater than or equal to 1 (got 0)" in run([*score, "--out", tmp_path / "r", "--n", "0"])
     assert "--length-weight needs --length-tokenizer" in run([*score, "--out", tmp_path / "r", "--length-weight", "1"])
 
     # A rejected value is never recorded as the run's settings (then the corrected command would be refused).
@@ -300,7 +301,7 @@ def test_eval_captions_file_mistakes(tmp_path, models):
 
 def test_impossible_ports(models):
     serve = ["reward", "serve", "--reader", models["reader"]]
-    assert "'--port'" in run([*serve, "--port", "70000"])
+    assert "--port: Input should be less than or equal to 65535 (got 70000)" in run([*serve, "--port", "70000"])
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

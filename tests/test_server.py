@@ -16,7 +16,7 @@ from caprl.reward.engine import RewardConfig, RewardEngine
 from caprl.server.serve import BackgroundServer
 from caprl.server.settings import ServerSettings
 
-SETTINGS = ServerSettings(max_caption_chars=4000, max_request_items=16, max_pending=64, max_body_bytes=64 * 1024)
+SETTINGS = ServerSettings(max_caption_chars=4000, max_request_items=16, max_pending=64, max_body_mb=1 / 16)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import typer
 from rich.console import Console
@@ -12,8 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from caprl.backends import BackendName
 from caprl.errors import InputError, OptionError, describe_validation
+from caprl.flags import flag_name, settings_flags
 from caprl.preflight import existing_path, model_spec
-from caprl.reward.engine import AnswerParse, CorrectnessForm, PromptName, ReadPath, RewardMode
+from caprl.reward.engine import RewardConfig
 from caprl.tables import summary_table
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -35,52 +36,31 @@ def token_counter(length_tokenizer: str | None) -> Callable[[str], int] | None:
     return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
 
 
-# RewardConfig fields set by flags of another name, so a rejected value is reported by its flag.
-REWARD_FLAGS = {"n_questions": "--n", "unanswerable_option": "--unanswerable"}
 Preset = Literal["caprl", "caprl-v1"]
 SHOW_SKIPPED = 5
 PRESET_HELP = "Start from a named reward setting: caprl (CapRL++'s servers) | caprl-v1; flags given override it."
 
-# Reward flags that `score` and `serve` share: one definition, the same name and meaning in both.
+# Flags that `score` and `serve` share beside the reward's own (RewardConfig's, derived by `reward_flags`).
 BACKEND = typer.Option(None, help="Reader backend (default: from --reader).")
 MODEL = typer.Option(None, help="Model name to request from an OpenAI-compatible server.")
 PRESET = typer.Option(None, help=PRESET_HELP)
-MODE = typer.Option(None, help="hard (chosen letter is gold; default) | soft | blind_gain.")
-N_QUESTIONS = typer.Option(None, "--n", min=1, help="Questions per caption, drawn with replacement (default: all).")
-READ_PATH = typer.Option(None, help="score (letter probabilities; default) | generate (parsed).")
-PROMPT = typer.Option(None, help="default | caprl (CapRL's layout, examples, lead-in).")
-ANSWER_PARSE = typer.Option(None, help="Generate path: robust (default) | first_letter (CapRL).")
-TEMPERATURE = typer.Option(None, help="Temperature of the sampled answer (default 0.6).")
-SHUFFLE = typer.Option(None, "--shuffle/--no-shuffle", help="Shuffle the options (default; --no-shuffle: as given).")
-UNANSWERABLE = typer.Option(
-    None, "--unanswerable/--no-unanswerable", help="Append the 'cannot be answered' option (default; CapRL does)."
-)
 LENGTH_TOKENIZER = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's).")
-TIMESTAMP_WEIGHT = typer.Option(None, help="Weight of the video timestamp-format term.")
-WRONG_PENALTY = typer.Option(
-    None, min=0, help="What a wrong answer costs against 'cannot be answered' (0, CapRL: a guess is free)."
-)
-CORRECTNESS_WEIGHT = typer.Option(
-    None, help="Weight of the correctness term: share of the caption's statements verified (shapes world)."
-)
-CORRECTNESS_FORM = typer.Option(
-    None, help="share: + weight x share confirmed (CCCaption); refuted: - weight x statements not confirmed."
-)
-SEED = typer.Option(None, help="Seed for question draws, shuffles and sampled letters (default 0).")
+
+reward_flags = settings_flags(RewardConfig, into="reward", unset=True)
+"""The reward's flags, one per ``RewardConfig`` field; the command receives those typed, to lay over --preset."""
 
 
-def reward_config(preset: str | None, **flags: object):
-    """The reward config of ``preset`` (None: caprl's defaults) with the flags that were given (None: not given).
+def reward_config(preset: str | None, flags: dict[str, Any]) -> RewardConfig:
+    """The reward config of ``preset`` (None: caprl's defaults) with the flags that were typed laid over it.
     A value the config rejects is an ``OptionError`` naming its flag."""
     from pydantic import ValidationError
 
-    from caprl.reward.engine import RewardConfig
     from caprl.reward.presets import preset_config
 
     try:
         return preset_config(preset, **flags)
     except ValidationError as exc:
-        names = {f: "--" + f.replace("_", "-") for f in RewardConfig.model_fields} | REWARD_FLAGS
+        names = {f: flag_name(RewardConfig, f) for f in RewardConfig.model_fields}
         hint = f"flags given override --preset {preset}'s settings" if preset else None
         raise OptionError(describe_validation(exc, names=names), hint=hint) from None
     except ValueError as exc:  # an unknown preset
@@ -88,6 +68,7 @@ def reward_config(preset: str | None, **flags: object):
 
 
 @app.command("score", short_help="Score a captions file with a reader (resumable).")
+@reward_flags
 def score_command(
     data: Path = typer.Option(..., "--data", help="caprl dataset (directory or samples file) holding the MCQs."),
     captions: Path = typer.Option(..., "--captions", help='jsonl of {"id": SAMPLE_ID, "caption": TEXT} rows.'),
@@ -96,22 +77,8 @@ def score_command(
     backend: BackendName | None = BACKEND,
     model: str | None = MODEL,
     preset: Preset | None = PRESET,
-    mode: RewardMode | None = MODE,
-    n: int | None = N_QUESTIONS,
-    path: ReadPath | None = READ_PATH,
-    prompt: PromptName | None = PROMPT,
-    answer_parse: AnswerParse | None = ANSWER_PARSE,
-    temperature: float | None = TEMPERATURE,
-    shuffle: bool | None = SHUFFLE,
-    unanswerable: bool | None = UNANSWERABLE,
-    qa_weight: float | None = typer.Option(None, help="Weight of the mean QA score (default 1; CapRL v1: 2)."),
-    length_weight: float | None = typer.Option(None, help="Weight of the length term (needs --length-tokenizer)."),
+    reward: dict[str, Any] | None = None,
     length_tokenizer: str | None = LENGTH_TOKENIZER,
-    timestamp_weight: float | None = TIMESTAMP_WEIGHT,
-    wrong_penalty: float | None = WRONG_PENALTY,
-    correctness_weight: float | None = CORRECTNESS_WEIGHT,
-    correctness_form: CorrectnessForm | None = CORRECTNESS_FORM,
-    seed: int | None = SEED,
     batch_size: int = typer.Option(32, min=1, help="Captions per engine call."),
 ) -> None:
     """Score CAPTIONS against the MCQs in DATA with a text-only reader; write one result per caption.
@@ -124,12 +91,7 @@ def score_command(
     from caprl.reward.batch import score_captions
     from caprl.reward.engine import RewardEngine
 
-    config = reward_config(
-        preset, mode=mode, n_questions=n, path=path, prompt=prompt, answer_parse=answer_parse,
-        temperature=temperature, shuffle=shuffle, unanswerable_option=unanswerable, qa_weight=qa_weight,
-        length_weight=length_weight, timestamp_weight=timestamp_weight, wrong_penalty=wrong_penalty,
-        correctness_weight=correctness_weight, correctness_form=correctness_form, seed=seed,
-    )  # fmt: skip
+    config = reward_config(preset, reward or {})
     if config.length_weight and not length_tokenizer:
         raise OptionError("--length-weight needs --length-tokenizer (the policy's tokenizer counts the tokens)")
     existing_path(data, "--data", what="dataset")

@@ -25,11 +25,12 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from caprl.flags import Flag
 from caprl.readers.base import LetterQuery, LetterScores, Reader, takes_seeds
 from caprl.reward.correctness import NO_SCENE, ClaimVerdict, Verification, Verifier, scene_verification
 from caprl.reward.extract import extract_choice, first_capital_letter
@@ -56,57 +57,70 @@ class RewardConfig(BaseModel):
     letters' probabilities. ``caprl.reward.presets`` holds CapRL's own settings (``caprl``, ``caprl-v1``) and says
     why the defaults differ."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     mode: RewardMode = "hard"
-    n_questions: int | None = Field(default=None, ge=1)
+    """How an answer scores: ``hard`` (the chosen letter is gold), ``soft`` (probability of gold) or
+    ``blind_gain`` (the score minus the same question's score with an empty caption)."""
+    n_questions: Annotated[int | None, Flag("--n")] = Field(default=None, ge=1)
     """Questions asked per caption, drawn with replacement (CapRL); None asks each question once."""
     question_draw: QuestionDraw = "caption"
-    """What seeds the question draws and option shuffles: ``caption`` (each caption draws its own, as CapRL) or
-    ``item`` (every caption of an item gets the same questions, shuffled the same way). With ``item`` the captions
-    of a GRPO group are compared on the same questions, so their rewards differ by what the captions say, not by
+    """What seeds the question draws and option shuffles: ``caption`` (each its own, as CapRL) or ``item``. With
+    ``item`` every caption of an item gets the same questions, shuffled the same way: the captions of a GRPO group
+    are compared on the same questions, so their rewards differ by what the captions say, not by
     which questions they drew (common random numbers); fewer questions then carry the same signal."""
     hard_choice: Literal["sample", "argmax"] = "sample"
+    """How ``hard`` mode picks the answer: a letter sampled at ``temperature`` (CapRL) or the likeliest one."""
     temperature: float = Field(default=0.6, gt=0)
     """Temperature of the sampled letter in ``hard`` mode (CapRL's reader samples at 0.6)."""
     blind_score: Literal["soft", "hard"] = "soft"
     """Which per-question score ``blind_gain`` subtracts from (``soft`` has far less variance)."""
     shuffle: bool = True
-    unanswerable_option: bool = True
+    """Shuffle each question's options (CapRL's ``--shuffle_qa``); off: as given."""
+    unanswerable_option: Annotated[bool, Flag("--unanswerable")] = True
+    """Append the "cannot be answered" option (CapRL does)."""
     unanswerable_text: str = DEFAULT_UNANSWERABLE
+    """Wording of the added "cannot be answered" option."""
     unanswerable_letter: str | None = None
-    """Letter of the added "cannot be answered" option (CapRL: F) where no option has it; None, and where an option
-    has it: the letter after the options (``caprl.reward.options.unanswerable_label``)."""
+    """Letter of the added "cannot be answered" option (CapRL: F; none: the letter after the options). Where an
+    option already has it, the letter after the options (``caprl.reward.options.unanswerable_label``)."""
     path: ReadPath = "score"
     """``score``: letter probabilities from one forward pass; ``generate``: free text, parsed."""
     prompt: PromptName = "default"
     """``default``: caprl's prompt (``caprl.reward.prompt``); ``caprl``: CapRL's layout, two worked examples and an
     answer lead-in (``caprl.reward.prompt_caprl``; generate path only)."""
     answer_parse: AnswerParse = "robust"
-    """Generate path: ``robust`` reads the answer as ``caprl.reward.extract.extract_choice`` does; ``first_letter``
-    takes the first capital A-I in the output, as CapRL does ("I think..." reads as I)."""
+    """Generate path: ``robust`` (default) or ``first_letter`` (CapRL). ``robust`` reads the answer as
+    ``caprl.reward.extract.extract_choice`` does; ``first_letter`` takes the first capital A-I in the output, as
+    CapRL does ("I think..." reads as I)."""
     max_new_tokens: int = Field(default=10, ge=1)
+    """Longest generated answer in tokens (generate path)."""
     wrong_penalty: float = Field(default=0.0, ge=0)
-    """What a confidently wrong answer costs: ``hard`` scores +1 right, 0 for "cannot be answered" (or an
-    unreadable answer), -``wrong_penalty`` wrong; ``soft`` scores P(gold) - ``wrong_penalty`` x P(a wrong option).
-    With 0 (CapRL) a guess is free, so a caption that invents a colour loses nothing against one that leaves it
-    out; docs/train.md ("Paying for truth") has the measurements."""
+    """What a wrong answer costs against "cannot be answered" (0, CapRL: a guess is free). ``hard`` scores +1
+    right, 0 for "cannot be answered" (or an unreadable answer), -``wrong_penalty`` wrong; ``soft`` scores P(gold) -
+    ``wrong_penalty`` x P(a wrong option). With 0 a caption that invents a colour loses nothing against one that
+    leaves it out; docs/train.md ("Paying for truth") has the measurements."""
     qa_weight: float = 1.0
     """Weight of the mean per-question score in the reward (CapRL v1's server: 2, rewards in 0-2)."""
     length_weight: float = 0.0
+    """Weight of the length term (needs the caption's token count: a length tokenizer, or items that send it)."""
     length_full_until: int = 2048
+    """Caption tokens up to which the length term is full (1)."""
     length_zero_at: int = 3072
+    """Caption tokens from which the length term is 0 (linear in between)."""
     timestamp_weight: float = 0.0
+    """Weight of the video timestamp-format term."""
     correctness_weight: float = 0.0
-    """Weight of the correctness term (CCCaption-style): the share of the caption's statements a verifier confirms
+    """Weight of the correctness term: the share of the caption's statements a verifier confirms. CCCaption-style
     (``caprl.reward.correctness``; shapes-world items carry their ``scene``, checked by ``caprl.synth.truth``; other
     items their ``media``, checked claim by claim by the engine's ``verifier``, e.g. ``caprl.reward.claims``)."""
     correctness_form: CorrectnessForm = "share"
-    """How the correctness term enters the reward: ``share`` adds weight x the share of statements confirmed
-    (CCCaption's correctness reward); ``refuted`` subtracts weight x the number not confirmed (false, or unreadable),
-    so each hallucination costs the same however many true statements surround it (a share can be raised by
-    adding true statements around a false one)."""
+    """``share``: + weight x share confirmed (CCCaption); ``refuted``: - weight x statements not confirmed. ``share``
+    adds weight x the share of statements confirmed (CCCaption's correctness reward); ``refuted`` subtracts weight x
+    the number not confirmed (false, or unreadable), so each hallucination costs the same however many true
+    statements surround it (a share can be raised by adding true statements around a false one)."""
     seed: int = 0
+    """Seed of the question draws, option shuffles and sampled letters."""
 
     @field_validator("unanswerable_letter")
     @classmethod

@@ -135,8 +135,8 @@ def check_config(config: RewardConfig, settings: ServerSettings) -> None:
     """Raise ``ValueError('field: reason')`` for settings the engine would fail on or that cost without bound."""
     if config.n_questions is not None and config.n_questions > settings.max_questions_per_item:
         raise ValueError(f"n_questions: at most {settings.max_questions_per_item} on this server")
-    if config.max_new_tokens > settings.max_new_tokens:
-        raise ValueError(f"max_new_tokens: at most {settings.max_new_tokens} on this server")
+    if config.max_new_tokens > settings.max_new_tokens_limit:
+        raise ValueError(f"max_new_tokens: at most {settings.max_new_tokens_limit} on this server")
     if not _MIN_TEMPERATURE <= config.temperature <= 1e3:
         raise ValueError(f"temperature: must lie in [{_MIN_TEMPERATURE:g}, 1000]")
     for name in ("length_weight", "timestamp_weight", "correctness_weight", "wrong_penalty"):
