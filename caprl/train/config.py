@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from caprl.errors import ConfigError, MissingInput, describe_validation
-from caprl.reward.engine import CorrectnessForm, QuestionDraw, RewardMode
+from caprl.reward.engine import RewardConfig
 from caprl.schema import FrameSampling, Modality
 
 
@@ -106,33 +106,27 @@ class OptimSettings(_Section):
     gradient_accumulation_steps: int = Field(default=1, ge=1)
 
 
-class RewardSettings(_Section):
+PINNED_OPTIONS = (
+    "mode", "n_questions", "question_draw", "unanswerable_option", "length_weight", "length_full_until",
+    "length_zero_at", "timestamp_weight", "wrong_penalty", "correctness_weight", "correctness_form", "seed",
+)  # fmt: skip
+"""What a run sends the service even at its default: the terms that shape what training optimises. The reading
+itself (path, prompt, sampling) is the service's unless the config sets it."""
+
+
+class RewardSettings(RewardConfig):
+    """A run's reward: where it is computed (a reward service, or a reader in process) and how — every
+    ``RewardConfig`` field can be set here, under the same name, with the same default and check."""
+
     service: list[str] | str | None = None
     """Reward service URL(s) (``caprl reward serve``); None scores in process with ``reader``."""
     reader: str | None = None
     """Reader for in-process scoring (model id or directory, or an OpenAI-compatible URL)."""
     api_key_env: str | None = None
     """Environment variable holding the service's bearer token."""
-    mode: RewardMode = "hard"
-    n_questions: int | None = Field(default=None, ge=1)
-    """Questions asked per caption, drawn with replacement (CapRL's N); None asks each once."""
-    question_draw: QuestionDraw = "caption"
-    """``item``: every caption of an item is asked the same questions (``caprl.reward.engine.RewardConfig``)."""
-    unanswerable_option: bool = True
-    length_weight: float = 0.0
-    length_full_until: int = 2048
-    length_zero_at: int = 3072
-    timestamp_weight: float = 0.0
-    wrong_penalty: float = Field(default=0.0, ge=0)
-    """What a wrong answer costs against "cannot be answered" (``caprl.reward.engine.RewardConfig``)."""
-    correctness_weight: float = 0.0
-    """Weight of the correctness term: share of the caption's statements verified (shapes world: the scene)."""
-    correctness_form: CorrectnessForm = "share"
-    """``share``: + weight x share confirmed; ``refuted``: - weight x statements not confirmed (RewardConfig)."""
     send_media: bool = False
     """Send each item's media path (absolute) with the request, so the service verifies the correctness term claim
     by claim on real media (``caprl reward serve --judge ... --media-root`` holding the data; docs/train.md)."""
-    seed: int = 0
     timeout_s: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
@@ -146,22 +140,15 @@ class RewardSettings(_Section):
             )
         return self
 
+    def reward_config(self) -> RewardConfig:
+        """The ``RewardConfig`` part: what in-process scoring uses."""
+        return RewardConfig(**{f: getattr(self, f) for f in RewardConfig.model_fields})
+
     def options(self) -> dict[str, Any]:
-        """The ``RewardConfig`` fields this run sets (sent to the service with every request)."""
-        return {
-            "mode": self.mode,
-            "n_questions": self.n_questions,
-            "question_draw": self.question_draw,
-            "unanswerable_option": self.unanswerable_option,
-            "length_weight": self.length_weight,
-            "length_full_until": self.length_full_until,
-            "length_zero_at": self.length_zero_at,
-            "timestamp_weight": self.timestamp_weight,
-            "wrong_penalty": self.wrong_penalty,
-            "correctness_weight": self.correctness_weight,
-            "correctness_form": self.correctness_form,
-            "seed": self.seed,
-        }
+        """The ``RewardConfig`` fields sent to the service with every request: those a run always pins
+        (``PINNED_OPTIONS``) and any other the config sets; the rest keep the service's own settings."""
+        sent = set(PINNED_OPTIONS) | (self.model_fields_set & set(RewardConfig.model_fields))
+        return {f: getattr(self, f) for f in RewardConfig.model_fields if f in sent}
 
     def urls(self) -> list[str]:
         return [self.service] if isinstance(self.service, str) else list(self.service or [])

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from caprl.errors import ConfigError
-from caprl.reward.engine import RewardConfig, RewardEngine, RewardItem, RewardResult
+from caprl.reward.engine import RewardEngine, RewardItem, RewardResult
 from caprl.train.config import RewardSettings
 from caprl.train.data import TrainData
 
@@ -89,7 +89,7 @@ def make_scorer(settings: RewardSettings) -> Scorer:
     from caprl.readers import load_reader
 
     assert settings.reader is not None  # RewardSettings guarantees one source
-    return EngineScorer(RewardEngine(load_reader(settings.reader), RewardConfig(**settings.options())))
+    return EngineScorer(RewardEngine(load_reader(settings.reader), settings.reward_config()))
 
 
 @dataclass

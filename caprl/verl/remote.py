@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from caprl.data.mcq_text import plain, question_string
-from caprl.reward.engine import RewardItem, RewardResult
+from caprl.reward.engine import RewardConfig, RewardItem, RewardResult
 from caprl.server.client import AsyncRewardClient, RewardRequestError
 from caprl.server.protocol import JudgeItemInput, JudgeRewardResult
 
@@ -33,31 +33,8 @@ DEFAULT_URL = "http://127.0.0.1:18889"
 URLS_ENV = "CAPRL_REWARD_URLS"
 API_KEY_ENV = "CAPRL_REWARD_API_KEY"
 GET_REWARD = "/get_reward"
-OPTION_KEYS = (
-    "mode",
-    "n_questions",
-    "question_draw",
-    "hard_choice",
-    "temperature",
-    "blind_score",
-    "shuffle",
-    "unanswerable_option",
-    "unanswerable_text",
-    "unanswerable_letter",
-    "path",
-    "prompt",
-    "answer_parse",
-    "max_new_tokens",
-    "qa_weight",
-    "length_weight",
-    "length_full_until",
-    "length_zero_at",
-    "timestamp_weight",
-    "wrong_penalty",
-    "correctness_weight",
-    "correctness_form",
-    "seed",
-)
+OPTION_KEYS = tuple(RewardConfig.model_fields)
+"""The reward options a ``reward_kwargs`` may carry: ``RewardConfig``'s fields, sent to the bulk endpoint."""
 # CapRL++'s reward function reads these environment variables; a launch script that sets them keeps working.
 # A reward_kwargs key (or CAPRL_REWARD_URLS) wins over them.
 CAPRL_ENV = {
