@@ -120,7 +120,7 @@ def _option(model: type[BaseModel], field: str, *, unset: bool) -> tuple[Any, An
     return annotation, typer.Option(default, *decls, help=help_text, show_default=not unset)
 
 
-def build_settings(model: type[BaseModel], values: dict[str, Any], renamed: dict[str, str] | None = None) -> Any:
+def build_settings(model: type[BaseModel], values: dict[str, Any], *, renamed: dict[str, str] | None = None) -> Any:
     """``model(**values)``; a value it refuses is an ``OptionError`` naming the flag that gave it."""
     try:
         return model(**values)

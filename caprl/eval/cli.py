@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from caprl.backends import BackendName
-from caprl.errors import OptionError, from_flags
+from caprl.errors import OptionError
+from caprl.eval.config import PrismConfig
+from caprl.flags import build_settings, settings_flags
 from caprl.preflight import existing_path, model_spec
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -57,6 +58,7 @@ def list_command() -> None:
 
 
 @app.command("prism", short_help="Caption, read and score: evaluate a captioner.")
+@settings_flags(PrismConfig, into="settings", unset=True, exclude=("benchmarks", "captioner", "reader"))
 def prism_command(
     benchmark: str = typer.Option(
         ..., "--benchmark", "-b", help="Benchmark name(s), comma-separated (see `caprl eval list`)."
@@ -64,44 +66,10 @@ def prism_command(
     captioner: str | None = typer.Option(
         None, "--captioner", help="Captioner model id/path, or an OpenAI-compatible server URL (also its record name)."
     ),
-    captions: Path | None = typer.Option(
-        None,
-        "--captions",
-        help="Score captions written elsewhere instead of captioning: a jsonl/json/parquet file of rows with "
-        "'caption' (or 'captions': a list) and a key (question_id, or media_id/image/video/path, or id). No "
-        "captioner is loaded; the records are named --captioner-name (default file:<the file's path>).",
-    ),
     reader: str = typer.Option(
         None, "--reader", help="Reader model id/path, or an OpenAI-compatible server URL (needed for read/score)."
     ),
-    out: Path = typer.Option(
-        ..., "--out", help="Output folder: records per benchmark, report.json, report.md, report.html."
-    ),
-    stage: Literal["caption", "read", "score", "all"] = typer.Option(
-        "all", "--stage", help="One stage, or all in order."
-    ),
-    k: int | None = typer.Option(
-        None,
-        "--k",
-        min=1,
-        help="Captions per medium (M_Acc averages them, BoN takes the best); default 4, or with --captions what "
-        "the file holds.",
-    ),
-    temperature: float = typer.Option(1.0, help="Captioning temperature (Prism/CapRL: 1.0)."),
-    top_p: float = typer.Option(1.0, help="Captioning top-p."),
-    max_new_tokens: int = typer.Option(2048, help="Longest caption in tokens."),
-    seed: int = typer.Option(0, help="Seed for caption sampling and the bootstrap."),
-    caption_prompt: str | None = typer.Option(None, help="Caption prompt for every benchmark (default: each one's)."),
-    question_aware: bool = typer.Option(
-        False, help="Put the question into the caption prompt (a caption per question)."
-    ),
-    frames: int | None = typer.Option(None, help="Frames per video shown to the captioner (default 128)."),
-    read_mode: Literal["score", "generate"] = typer.Option(
-        "score", help="MCQs: score (letter probabilities, one forward pass) | generate."
-    ),
-    read_max_new_tokens: int = typer.Option(32, help="Longest generated answer in tokens."),
-    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also read every question with no caption."),
-    limit: int | None = typer.Option(None, help="Only the first N questions of each benchmark (smoke runs)."),
+    settings: dict[str, Any] | None = None,
     data: list[str] = typer.Option([], "--data", help="NAME=PATH: where a benchmark's files are (repeatable)."),
     media_root: list[str] = typer.Option([], "--media-root", help="NAME=DIR: where a benchmark's videos are."),
     data_root: str | None = typer.Option(None, help="Folder with one subfolder per benchmark ($CAPRL_EVAL_DATA)."),
@@ -114,21 +82,10 @@ def prism_command(
     reader_model: str | None = typer.Option(None, help="Model name to request from a reader server."),
     reader_name: str | None = typer.Option(None, help="Name the answers are recorded under (default: --reader)."),
     device: str | None = typer.Option(None, help="Device for transformers models (cuda, cpu; default: best)."),
-    caption_batch: int = typer.Option(8, help="Media per captioner call."),
-    read_batch: int = typer.Option(64, help="Questions per reader call."),
     judge: str | None = typer.Option(
         None, help="OpenAI-compatible judge URL for MMVU/MMBench-Video ($CAPRL_JUDGE_URL)."
     ),
     judge_model: str | None = typer.Option(None, help="Judge model name ($CAPRL_JUDGE_MODEL)."),
-    compare: str | None = typer.Option(None, help="Also compare with this captioner's records in --out (paired)."),
-    bootstrap: int = typer.Option(2000, help="Bootstrap resamples for the 95% intervals."),
-    html_items: int = typer.Option(24, min=0, help="Questions per benchmark shown in report.html."),
-    profile: str = typer.Option(
-        "caprl",
-        "--profile",
-        help="Scoring profile: caprl (default), lmms-eval, vlmevalkit, or caprl-paper (CapRL's image Prism: its "
-        "reader prompt, sampling and scoring; needs math-verify). See docs/eval.md, 'Scoring profiles'.",
-    ),
 ) -> None:
     """Caption, read and score: the Prism evaluation of a captioner.
 
@@ -144,12 +101,13 @@ def prism_command(
         --out runs/eval --k 4
     """
     from caprl.captioners import load_captioner
-    from caprl.eval.config import PrismConfig
     from caprl.eval.data import DataPaths
     from caprl.eval.metrics.judge import load_judge
     from caprl.eval.pipeline import run_prism
     from caprl.eval.report import caption_error_lines, rich_table, truth_table
 
+    given = settings or {}
+    stage, captions = given.get("stage", "all"), given.get("captions")
     if reader is None and stage != "caption":
         raise OptionError("--reader is needed for the read and score stages (or give --stage caption)")
     if (captioner is None) == (captions is None):
@@ -172,34 +130,16 @@ def prism_command(
             reader, role="reader", flag="--reader", backend=reader_backend, model=reader_model,
             model_flag="--reader-model", device=device, check=stage in ("read", "all"),
         )  # fmt: skip
-    optional = {"k": k} if k is not None else {}  # unset: 4, or what a captions file holds
-    cfg = from_flags(
+    # Built from the flags typed only: k left out means 4, or what a captions file holds.
+    cfg = build_settings(
         PrismConfig,
-        {"benchmarks": "--benchmark"},
-        benchmarks=[b.strip().lower() for b in benchmark.split(",") if b.strip()],
-        out=out,
-        captioner=name,
-        captions=captions,
-        html_items=html_items,
-        **optional,
-        reader=None if reader is None else reader_name or reader + (f"@{reader_model}" if reader_model else ""),
-        stage=stage,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        caption_prompt=caption_prompt,
-        question_aware=question_aware,
-        frames=frames,
-        read_mode=read_mode,
-        read_max_new_tokens=read_max_new_tokens,
-        baseline=baseline,
-        limit=limit,
-        caption_batch=caption_batch,
-        read_batch=read_batch,
-        compare=compare,
-        bootstrap=bootstrap,
-        profile=profile,
+        {
+            **given,
+            "benchmarks": [b.strip().lower() for b in benchmark.split(",") if b.strip()],
+            "captioner": name,
+            "reader": None if reader is None else reader_name or reader + (f"@{reader_model}" if reader_model else ""),
+        },
+        renamed={"benchmarks": "--benchmark"},
     )
     from caprl.eval.benchmarks import REGISTRY
 
@@ -219,7 +159,7 @@ def prism_command(
     def make_captioner():
         assert captioner_spec is not None
         console.print(f"loading captioner {captioner_spec.location} ({captioner_spec.backend})")
-        batch = {"batch_size": caption_batch} if captioner_spec.backend == "transformers" else {}
+        batch = {"batch_size": cfg.caption_batch} if captioner_spec.backend == "transformers" else {}
         return load_captioner(captioner_spec, **batch)
 
     def make_reader():
@@ -258,6 +198,7 @@ def prism_command(
             progress=progress,
             log=console.print,
         )
+    out = cfg.out
     if report is None:
         console.print(f"stage {stage} done; records are in {out}")
         return
