@@ -88,17 +88,6 @@ def describe_validation(exc: ValidationError, *, names: Mapping[str, str] | None
     return "; ".join(parts)
 
 
-def from_flags(model: type[M], renamed: Mapping[str, str] | None = None, /, **values: Any) -> M:
-    """``model(**values)`` for settings a command builds from its flags: a value the model rejects is an
-    ``OptionError`` naming the flag that gave it, not a pydantic dump. A field ``max_batch`` is named
-    ``--max-batch`` unless ``renamed`` maps it to another flag (``{"n_questions": "--n"}``)."""
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        flags = {f: "--" + f.replace("_", "-") for f in model.model_fields} | dict(renamed or {})
-        raise OptionError(describe_validation(exc, names=flags)) from None
-
-
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():

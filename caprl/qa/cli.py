@@ -8,8 +8,10 @@ import typer
 from rich.console import Console
 
 from caprl.backends import BackendName, backend_of
-from caprl.errors import OptionError, from_flags
+from caprl.errors import OptionError
+from caprl.flags import settings_flags
 from caprl.preflight import check_rank, existing_path, model_spec
+from caprl.qa.filter import FilterConfig
 from caprl.tables import summary_table
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -99,6 +101,7 @@ def generate_command(
 
 
 @app.command("filter", short_help="Keep the MCQs that need the media to answer.")
+@settings_flags(FilterConfig, into="config")
 def filter_command(
     out: Path = typer.Option(..., "--out", help="Output directory (statistics log, kept dataset, summary)."),
     data: Path | None = typer.Option(None, "--data", help="caprl dataset with MCQs (e.g. qa generate's output)."),
@@ -109,16 +112,7 @@ def filter_command(
         None, help="Text-only answerer for the without-media leg: a reader id/path or URL (default: --vlm, text only)."
     ),
     blind_backend: BackendName | None = typer.Option(None, help="Backend of --blind (default: from --blind)."),
-    r: int = typer.Option(4, "--r", min=1, help="Answers per question with media, and as many without."),
-    hi: float = typer.Option(0.75, min=0.0, help="Keep when accuracy with media > hi."),
-    lo: float = typer.Option(0.25, min=0.0, help="... and accuracy without media < lo."),
-    min_options: int = typer.Option(3, min=2, help="Set aside questions with fewer options."),
-    near_duplicate: float = typer.Option(
-        0.8, help="How alike two words must be spelt to count as one in near-duplicate questions (>1: off)."
-    ),
-    seed: int = typer.Option(0, help="Seed of the option shuffles (and of sampling)."),
-    max_new_tokens: int = typer.Option(16, min=1, help="Longest answer in tokens."),
-    temperature: float = typer.Option(0.0, min=0.0, help="Answer sampling temperature (0: greedy)."),
+    config: FilterConfig | None = None,
     batch_questions: int = typer.Option(16, min=1, help="Questions per model call (each is asked 2r times)."),
     batch_size: int = typer.Option(64, min=1, help="Rows per forward of a transformers VLM."),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
@@ -136,11 +130,12 @@ def filter_command(
     Try other thresholds later, without a model: caprl qa filter --out runs/qa-filtered --rethreshold --hi 0.5
     """
     from caprl.annotate.progress import progress_bar
-    from caprl.qa.filter import FilterConfig, filter_qa
+    from caprl.qa.filter import filter_qa
     from caprl.qa.filter import rethreshold as apply_thresholds
 
+    assert config is not None  # filled in by settings_flags
     if rethreshold:
-        summary = apply_thresholds(out, hi=hi, lo=lo, data=data)
+        summary = apply_thresholds(out, hi=config.hi, lo=config.lo, data=data)
     else:
         if data is None or vlm is None:
             raise OptionError("--data and --vlm are needed (unless --rethreshold)")
@@ -149,17 +144,6 @@ def filter_command(
         blind_spec = None
         if blind is not None:
             blind_spec = model_spec(blind, role="reader", flag="--blind", backend=blind_backend)
-        config = from_flags(
-            FilterConfig,
-            r=r,
-            hi=hi,
-            lo=lo,
-            min_options=min_options,
-            near_duplicate=near_duplicate,
-            seed=seed,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-        )
         captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
         text_leg = None
         if blind is not None:

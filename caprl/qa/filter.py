@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from caprl.annotate.appendlog import AppendLog
 from caprl.annotate.engine import TooManyFailures
@@ -66,14 +66,24 @@ REASONS = (
 class FilterConfig(BaseModel):
     """What decides the answers (``r``, ``seed``, decoding, checks) and what decides keeping (``hi``, ``lo``)."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     r: int = Field(default=4, ge=1)
+    """Answers per question with media, and as many without."""
     hi: float = Field(default=0.75, ge=0.0, le=1.0)
-    lo: float = Field(default=0.25, ge=0.0, le=1.0)
+    """Keep when accuracy with media > hi."""
+    lo: float = Field(default=0.25, ge=0.0)
+    """... and accuracy without media < lo (above 1: any)."""
     min_options: int = Field(default=3, ge=2)
+    """Set aside questions with fewer options."""
     near_duplicate: float = Field(default=0.8, gt=0.0)
+    """How alike two words must be spelt to count as one in near-duplicate questions (>1: off)."""
     seed: int = 0
+    """Seed of the option shuffles (and of sampling)."""
     max_new_tokens: int = Field(default=16, ge=1)
+    """Longest answer in tokens."""
     temperature: float = Field(default=0.0, ge=0.0)
+    """Answer sampling temperature (0: greedy)."""
 
     def answer_settings(self) -> dict:
         """The settings a resume must share (thresholds may change: that is what ``rethreshold`` is for)."""
