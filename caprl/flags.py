@@ -51,19 +51,28 @@ class Flag:
 class Derived:
     """The flags one model gave one command: field -> command parameter name, and how they were built."""
 
-    model: type[BaseModel]
+    model: type
     into: str
     params: dict[str, str]
     unset: bool
+    defaults: dict[str, Any]
+
+
+def fields_of(model: type) -> dict[str, FieldInfo]:
+    """The fields of a pydantic model or pydantic dataclass."""
+    fields = getattr(model, "model_fields", None) or getattr(model, "__pydantic_fields__", None)
+    if fields is None:
+        raise TypeError(f"{model!r} is not a pydantic model or pydantic dataclass")
+    return fields
 
 
 def _flag_meta(info: FieldInfo) -> Flag:
     return next((m for m in info.metadata if isinstance(m, Flag)), Flag())
 
 
-def flag_name(model: type[BaseModel], field: str) -> str:
+def flag_name(model: type, field: str) -> str:
     """The flag that sets ``field`` of ``model``: ``--field-name`` unless its ``Flag`` says otherwise."""
-    return _flag_meta(model.model_fields[field]).name or "--" + field.replace("_", "-")
+    return _flag_meta(fields_of(model)[field]).name or "--" + field.replace("_", "-")
 
 
 def flag_help(info: FieldInfo) -> str:
@@ -91,21 +100,22 @@ def _optional(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
-def _option(model: type[BaseModel], field: str, *, unset: bool) -> tuple[Any, Any]:
-    """``(annotation, typer.Option)`` of one field."""
+def _option(model: type, field: str, *, unset: bool, default: Any = inspect.Parameter.empty) -> tuple[Any, Any]:
+    """``(annotation, typer.Option)`` of one field; ``default``: this command's default, where not the model's."""
     import typer
 
-    info = model.model_fields[field]
+    info = fields_of(model)[field]
     name, short = flag_name(model, field), _flag_meta(info).short
     annotation = _cli_type(info.annotation)
     help_text = flag_help(info)
     if not help_text:
         raise TypeError(f"{model.__name__}.{field} has no docstring: its flag would have no help")
-    if info.is_required():
-        default: Any = ...
+    own = info.get_default(call_default_factory=True) if default is inspect.Parameter.empty else default
+    if info.is_required() and default is inspect.Parameter.empty:
+        default = ...
     elif unset:  # the command receives only what was typed (a preset fills in the rest)
         default = None
-        shown = info.get_default(call_default_factory=True)
+        shown = own
         if isinstance(shown, bool):
             shown = name if shown else "--no-" + name.removeprefix("--")
         if shown is not None:
@@ -113,36 +123,42 @@ def _option(model: type[BaseModel], field: str, *, unset: bool) -> tuple[Any, An
         if not _optional(annotation):
             annotation = annotation | None
     else:
-        default = info.get_default(call_default_factory=True)
+        default = own
     decls = [name] if short is None else [name, short]
     if bool in (annotation, *typing.get_args(annotation)):
         decls = [f"{name}/--no-{name.removeprefix('--')}"] + ([short] if short else [])
     return annotation, typer.Option(default, *decls, help=help_text, show_default=not unset)
 
 
-def build_settings(model: type[BaseModel], values: dict[str, Any], *, renamed: dict[str, str] | None = None) -> Any:
+def build_settings(model: type, values: dict[str, Any], *, renamed: dict[str, str] | None = None) -> Any:
     """``model(**values)``; a value it refuses is an ``OptionError`` naming the flag that gave it."""
     try:
         return model(**values)
     except ValidationError as exc:
-        names = {f: flag_name(model, f) for f in model.model_fields} | dict(renamed or {})
+        names = {f: flag_name(model, f) for f in fields_of(model)} | dict(renamed or {})
         raise OptionError(describe_validation(exc, names=names)) from None
 
 
 def settings_flags(
-    model: type[BaseModel], *, into: str, exclude: Iterable[str] = (), unset: bool = False
+    model: type,
+    *,
+    into: str,
+    exclude: Iterable[str] = (),
+    unset: bool = False,
+    defaults: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Replace the command's parameter ``into`` by one flag per field of ``model`` (but ``exclude``).
 
     The command then receives ``model(**flags)`` in ``into`` — or, with ``unset=True``, the dict of the flags that
     were typed (every flag defaults to None), for a command that lays them over a preset. Fields in ``exclude`` are
-    not offered (the command sets them from other inputs) and keep the model's defaults.
+    not offered (the command sets them from other inputs) and keep the model's defaults. ``defaults`` gives this
+    command's own default of a field (``qa generate`` asks for longer replies than ``annotate``).
     """
-    skipped = set(exclude)
-    unknown = skipped - set(model.model_fields)
+    skipped, own = set(exclude), dict(defaults or {})
+    unknown = (skipped | set(own)) - set(fields_of(model))
     if unknown:
-        raise TypeError(f"exclude names no field of {model.__name__}: {sorted(unknown)}")
-    fields = [f for f in model.model_fields if f not in skipped]
+        raise TypeError(f"exclude/defaults name no field of {model.__name__}: {sorted(unknown)}")
+    fields = [f for f in fields_of(model) if f not in skipped]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(func, eval_str=True)
@@ -160,7 +176,7 @@ def settings_flags(
                 new.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
                 continue
             for f in fields:
-                annotation, option = _option(model, f, unset=unset)
+                annotation, option = _option(model, f, unset=unset, **({"default": own[f]} if f in own else {}))
                 kind = inspect.Parameter.KEYWORD_ONLY
                 new.append(inspect.Parameter(params[f], kind, default=option, annotation=annotation))
 
@@ -175,7 +191,7 @@ def settings_flags(
 
         wrapper.__signature__ = sig.replace(parameters=new)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in new} | {"return": sig.return_annotation}
-        derived = Derived(model=model, into=into, params=params, unset=unset)
+        derived = Derived(model=model, into=into, params=params, unset=unset, defaults=own)
         setattr(wrapper, SETTINGS_ATTR, [*getattr(func, SETTINGS_ATTR, []), derived])
         return wrapper
 

@@ -164,7 +164,3 @@ def check_port(host: str, port: int, flag: str = "--port") -> None:
         except OSError as exc:
             raise OptionError(f"{named(flag, port)}: cannot listen on {host}:{port} ({exc.strerror})") from None
 
-
-def check_rank(rank: int, world_size: int) -> None:
-    if not 0 <= rank < world_size:
-        raise OptionError(f"--rank {rank}: must be in [0, --world-size {world_size})")

@@ -203,7 +203,8 @@ def test_invalid_flag_values_are_named_by_flag_and_nothing_is_written(tmp_path, 
 
     # A rejected value is never recorded as the run's settings (then the corrected command would be refused).
     ann, gen = tmp_path / "ann", tmp_path / "gen"
-    assert "'--n'" in run(["annotate", "--data", shapes, "--captioner", models["captioner"], "--out", ann, "--n", "-1"])
+    out = run(["annotate", "--data", shapes, "--captioner", models["captioner"], "--out", ann, "--n", "-1"])
+    assert "--n: Input should be greater than or equal to 1 (got -1)" in out
     assert "'--k'" in run(["qa", "generate", "--data", shapes, "--vlm", models["captioner"], "--out", gen, "--k", "-2"])
     assert not ann.exists() and not gen.exists()
     out = run(["annotate", "--data", shapes, "--captioner", models["captioner"], "--out", ann, "--rank", "2"])

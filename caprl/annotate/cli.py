@@ -9,8 +9,11 @@ import typer
 from rich.console import Console
 
 from caprl.backends import BackendName, backend_of
+from caprl.captioners.base import GenerationSettings
 from caprl.errors import OptionError
-from caprl.preflight import check_rank, existing_path, model_spec
+from caprl.flags import settings_flags
+from caprl.preflight import existing_path, model_spec
+from caprl.sharding import ShardSettings
 from caprl.tables import summary_table
 
 console = Console()
@@ -31,6 +34,8 @@ def default_batch_size(backend: str, concurrency: int) -> int:
     return {"transformers": 8, "openai": 4 * concurrency, "vllm": 256}.get(backend, 8)
 
 
+@settings_flags(ShardSettings, into="shard")
+@settings_flags(GenerationSettings, into="decoding", defaults={"seed": 0})
 def annotate_command(
     out: Path = typer.Option(..., "--out", help="Output directory: parquet shards, manifest, run config."),
     data: Path | None = typer.Option(None, "--data", help="caprl dataset directory, or a plain image/video folder."),
@@ -46,14 +51,9 @@ def annotate_command(
     ),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers captioner (cuda, cuda:1, cpu)."),
-    max_new_tokens: int = typer.Option(512, min=1, help="Longest caption in tokens."),
-    temperature: float = typer.Option(0.0, min=0.0, help="0 is greedy (reproducible); CapRL samples at 1.0."),
-    top_p: float = typer.Option(1.0, min=0.0, max=1.0, help="Nucleus sampling mass."),
-    n: int = typer.Option(1, "--n", min=1, help="Captions per item."),
-    seed: int = typer.Option(0, help="Sampling seed (per item, so a resumed run makes the same captions)."),
+    decoding: GenerationSettings | None = None,
     shard_size: int = typer.Option(1000, min=1, help="Records per parquet shard."),
-    rank: int = typer.Option(0, min=0, help="This process's part of the items (item index mod world-size == rank)."),
-    world_size: int = typer.Option(1, min=1, help="How many processes share the items."),
+    shard: ShardSettings | None = None,
     retry_failed: bool = typer.Option(False, help="Try this rank's failed items again."),
     allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
     video_fps: float = typer.Option(
@@ -81,32 +81,28 @@ def annotate_command(
     from caprl.annotate.progress import progress_bar
     from caprl.annotate.sources import open_source
     from caprl.captioners import load_captioner
-    from caprl.captioners.base import GenerationSettings
     from caprl.lazy import Deferred
     from caprl.schema import FrameSampling
 
+    assert shard is not None  # filled in by settings_flags
     if not export_only:
         if data is None or captioner is None:
             raise OptionError("--data and --captioner are needed (unless --export-only)")
         existing_path(data, "--data", what="dataset or folder")
-        check_rank(rank, world_size)
         spec_backend = backend_of(captioner, backend)
         size = batch_size or default_batch_size(spec_backend, concurrency)
         spec = model_spec(
             captioner, role="captioner", flag="--captioner", backend=backend, model=model, device=device,
             **captioner_options(spec_backend, batch_size=size, concurrency=concurrency),
         )  # fmt: skip
-        settings = GenerationSettings(
-            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=n, seed=seed
-        )
         sampling = FrameSampling(fps=video_fps, max_frames=video_max_frames)
         source = open_source(data, prompt=prompt, video_sampling=sampling, limit=limit)
         common: dict[str, Any] = dict(
-            settings=settings,
+            settings=decoding,
             batch_size=size,
             shard_size=shard_size,
-            rank=rank,
-            world_size=world_size,
+            rank=shard.rank,
+            world_size=shard.world_size,
             retry_failed=retry_failed,
             allow_config_change=allow_config_change,
         )

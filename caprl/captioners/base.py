@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from PIL import Image
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as checked_dataclass
 
 from caprl.data.media import VideoFrames
 
@@ -23,22 +25,21 @@ class CaptionerError(RuntimeError):
     """A captioner call that failed (bad media for the model, a server error after retries, ...)."""
 
 
-@dataclass(frozen=True)
+# Checked when made (a pydantic dataclass): before a resumable job records the settings in its run.json.
+@checked_dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
 class GenerationSettings:
     """Decoding settings shared by every backend; ``n`` samples per request (Prism uses 4 at temperature 1)."""
 
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    n: int = 1
+    max_new_tokens: int = Field(default=512, ge=1)
+    """Longest reply in tokens."""
+    temperature: float = Field(default=0.0, ge=0)
+    """Sampling temperature (0: greedy, reproducible; CapRL samples at 1.0)."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus sampling mass."""
+    n: int = Field(default=1, ge=1)
+    """Replies per request."""
     seed: int | None = None
-
-    def __post_init__(self) -> None:
-        # Checked here, when the settings are made: before a resumable job records them in its run.json.
-        if self.n < 1 or self.max_new_tokens < 1:
-            raise ValueError(f"n and max_new_tokens must be >= 1, got n={self.n}, max_new_tokens={self.max_new_tokens}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+    """Sampling seed (per item, so a resumed run makes the same replies)."""
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ import typer
 from rich.console import Console
 
 from caprl.backends import BackendName, backend_of
+from caprl.captioners.base import GenerationSettings
 from caprl.errors import OptionError
 from caprl.flags import settings_flags
-from caprl.preflight import check_rank, existing_path, model_spec
+from caprl.preflight import existing_path, model_spec
 from caprl.qa.filter import FilterConfig
+from caprl.sharding import ShardSettings
 from caprl.tables import summary_table
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -30,13 +32,15 @@ def _vlm(spec: str, backend: str | None, model: str | None, batch_size: int, con
     from caprl.lazy import Deferred
 
     options = captioner_options(backend_of(spec, backend), batch_size=batch_size, concurrency=concurrency)
-    built = model_spec(
-        spec, role="captioner", flag="--vlm", backend=backend, model=model, device=device, **options
-    )
+    built = model_spec(spec, role="captioner", flag="--vlm", backend=backend, model=model, device=device, **options)
     return Deferred(built.name, lambda: load_captioner(built))
 
 
 @app.command("generate", short_help="A VLM writes K MCQs per item (resumable).")
+@settings_flags(ShardSettings, into="shard")
+@settings_flags(
+    GenerationSettings, into="decoding", exclude=("top_p", "n"), defaults={"max_new_tokens": 1024, "seed": 0}
+)
 def generate_command(
     data: Path = typer.Option(..., "--data", help="caprl dataset directory, or a plain image/video folder."),
     vlm: str = typer.Option(..., "--vlm", help="VLM model id/path, or an OpenAI-compatible server URL."),
@@ -48,11 +52,8 @@ def generate_command(
     batch_size: int | None = typer.Option(None, min=1, help="Items per VLM call (default: 8; openai 4x concurrency)."),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers VLM (cuda, cpu, ...)."),
-    max_new_tokens: int = typer.Option(1024, min=1, help="Longest reply in tokens."),
-    temperature: float = typer.Option(0.0, min=0.0, help="0 is greedy (a resumed run asks the same)."),
-    seed: int = typer.Option(0, help="Sampling seed."),
-    rank: int = typer.Option(0, min=0, help="This process's part of the items (item index mod world-size == rank)."),
-    world_size: int = typer.Option(1, min=1, help="How many processes share the items."),
+    decoding: GenerationSettings | None = None,
+    shard: ShardSettings | None = None,
     retry_failed: bool = typer.Option(False, help="Ask again for this rank's items without usable questions."),
     allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N items."),
@@ -63,14 +64,12 @@ def generate_command(
     """
     from caprl.annotate.cli import default_batch_size
     from caprl.annotate.progress import progress_bar
-    from caprl.captioners.base import GenerationSettings
     from caprl.qa.generate import generate_qa
 
+    assert shard is not None  # filled in by settings_flags
     existing_path(data, "--data", what="dataset or folder")
-    check_rank(rank, world_size)
     batch_size = batch_size or default_batch_size(backend_of(vlm, backend), concurrency)
     captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     with progress_bar("qa generate", console=console) as on_progress:
         summary = generate_qa(
             data,
@@ -78,10 +77,10 @@ def generate_command(
             out,
             k=k,
             n_options=n_options,
-            settings=settings,
+            settings=decoding,
             batch_size=batch_size,
-            rank=rank,
-            world_size=world_size,
+            rank=shard.rank,
+            world_size=shard.world_size,
             retry_failed=retry_failed,
             allow_config_change=allow_config_change,
             limit=limit,
@@ -101,6 +100,7 @@ def generate_command(
 
 
 @app.command("filter", short_help="Keep the MCQs that need the media to answer.")
+@settings_flags(ShardSettings, into="shard")
 @settings_flags(FilterConfig, into="config")
 def filter_command(
     out: Path = typer.Option(..., "--out", help="Output directory (statistics log, kept dataset, summary)."),
@@ -117,8 +117,7 @@ def filter_command(
     batch_size: int = typer.Option(64, min=1, help="Rows per forward of a transformers VLM."),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
     device: str | None = typer.Option(None, help="Device of a transformers VLM."),
-    rank: int = typer.Option(0, min=0, help="This process's part of the items (item index mod world-size == rank)."),
-    world_size: int = typer.Option(1, min=1, help="How many processes share the items."),
+    shard: ShardSettings | None = None,
     allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
     rethreshold: bool = typer.Option(
         False, "--rethreshold", help="Apply --hi/--lo to the statistics in --out; ask no model."
@@ -133,14 +132,13 @@ def filter_command(
     from caprl.qa.filter import filter_qa
     from caprl.qa.filter import rethreshold as apply_thresholds
 
-    assert config is not None  # filled in by settings_flags
+    assert config is not None and shard is not None  # filled in by settings_flags
     if rethreshold:
         summary = apply_thresholds(out, hi=config.hi, lo=config.lo, data=data)
     else:
         if data is None or vlm is None:
             raise OptionError("--data and --vlm are needed (unless --rethreshold)")
         existing_path(data, "--data", what="dataset")
-        check_rank(rank, world_size)
         blind_spec = None
         if blind is not None:
             blind_spec = model_spec(blind, role="reader", flag="--blind", backend=blind_backend)
@@ -158,8 +156,8 @@ def filter_command(
                 blind=text_leg,
                 config=config,
                 batch_questions=batch_questions,
-                rank=rank,
-                world_size=world_size,
+                rank=shard.rank,
+                world_size=shard.world_size,
                 allow_config_change=allow_config_change,
                 on_progress=on_progress,
             )
