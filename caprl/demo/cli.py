@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from caprl.demo.pipeline import DEMO_CONFIG, DemoSettings
+from caprl.demo.pipeline import DemoSettings
+from caprl.flags import settings_flags
 
 console = Console()
 
@@ -148,27 +149,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(f"curves: {files['reward_png']}, {files['length_png']}; everything: {summary['out']}/summary.json")
 
 
+@settings_flags(DemoSettings, into="settings", exclude=("seeing", "shipped_captioner", "style_mixture", "overrides"))
 def demo_command(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder the demo writes into."),
-    seed: int = typer.Option(0, help="Seed for the world, the models, sampling and training."),
-    reader: str | None = typer.Option(
-        None, "--reader", help="Reader: catalog name, folder or .gguf [default: qwen2.5-coder-1.5b-instruct]."
-    ),
-    n_train: int = typer.Option(DemoSettings.n_train, min=1, help="Shapes-world training images."),
-    n_heldout: int | None = typer.Option(
-        None, min=2, help="Held-out images for before/after [default: 24; 16 on CPUs without bfloat16 units]."
-    ),
-    eval_k: int = typer.Option(DemoSettings.eval_k, min=1, help="Captions per held-out image (Prism uses 4)."),
-    truth_k: int = typer.Option(
-        DemoSettings.truth_k, min=1, help="Captions per held-out image for the truth check (no reader reads them)."
-    ),
-    absence_questions: bool = typer.Option(
-        DemoSettings.absence_questions,
-        "--absence-questions/--no-absence-questions",
-        help="Training images also ask about absent objects, as often as about present ones.",
-    ),
-    style_steps: int = typer.Option(DemoSettings.style_steps, min=1, help="Warm-up steps on the terse-heavy mix."),
-    config: Path = typer.Option(DEMO_CONFIG, "--config", help="GRPO settings (a caprl train config)."),
+    settings: DemoSettings | None = None,
     steps: int | None = typer.Option(None, min=1, help="GRPO steps [default: the config's optim.max_steps]."),
     set_: list[str] = typer.Option([], "--set", help="Override the GRPO config: --set optim.learning_rate=1e-3."),
     pretrain: bool = typer.Option(
@@ -193,21 +176,18 @@ def demo_command(
     from caprl.preflight import check_model, existing_path
     from caprl.store.catalog import DEFAULT_READER
 
+    assert settings is not None  # filled in by settings_flags
     # Mistakes before minutes of work: the config and the reader are checked first.
-    existing_path(config, "--config", what="file")
-    check_model(reader or DEFAULT_READER, role="reader", flag="--reader")
+    existing_path(settings.config, "--config", what="file")
+    check_model(settings.reader or DEFAULT_READER, role="reader", flag="--reader")
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
     overrides = [*([f"optim.max_steps={steps}"] if steps is not None else []), *set_]
-    settings = DemoSettings(
-        out=out, seed=seed, reader=reader, n_train=n_train, n_heldout=n_heldout, eval_k=eval_k, truth_k=truth_k,
-        absence_questions=absence_questions,
-        style_steps=style_steps, config=config, overrides=overrides, shipped_captioner=not pretrain,
-    )  # fmt: skip
+    settings = dataclasses.replace(settings, overrides=overrides, shipped_captioner=not pretrain)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     )
     with progress:
         summary = run_demo(settings, say=progress.console.print, ui=_UI(progress))
-    summary["out"] = str(out)
+    summary["out"] = str(settings.out)
     print_summary(summary)

@@ -22,9 +22,12 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from caprl.demo.captioner import SeeingSettings
 
@@ -37,36 +40,48 @@ it takes")."""
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo-cpu.yaml"
 
 
-@dataclass
+@dataclass(config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
 class DemoSettings:
+    """What the demo does; ``caprl demo`` derives its flags from these fields."""
+
     out: Path = Path("runs/demo")
+    """Folder the demo writes into."""
     seed: int = 0
+    """Seed for the world, the models, sampling and training."""
     reader: str | None = None
-    """Catalog name, folder or .gguf file (default: the default catalog reader)."""
-    n_train: int = 200
-    n_heldout: int | None = None
-    """Held-out images; None: ``HELDOUT_IMAGES`` for this CPU class (24, or 16 without bfloat16 units)."""
+    """Reader: catalog name, folder or .gguf file (default: qwen2.5-coder-1.5b-instruct, the catalog's)."""
+    n_train: int = Field(default=200, ge=1)
+    """Shapes-world training images."""
+    n_heldout: int | None = Field(default=None, ge=2)
+    """Held-out images for before/after (default: 24; 16 on CPUs without bfloat16 units). None takes
+    ``HELDOUT_IMAGES`` for this CPU class."""
     absence_questions: bool = False
     """Training images also ask about absent objects, as often as about present ones (``caprl.synth.questions``);
     the held-out set is unchanged, so M_Acc stays comparable."""
-    eval_k: int = 1
-    truth_k: int = 4
-    """Captions per held-out image for the truth check (precision, hallucination): a separate sample, cheap since
-    no reader reads them, so the precision change is measured on more statements than M_Acc's captions make."""
+    eval_k: int = Field(default=1, ge=1)
+    """Captions per held-out image (Prism uses 4)."""
+    truth_k: int = Field(default=4, ge=1)
+    """Captions per held-out image for the truth check (no reader reads them). A separate sample, cheap since no
+    reader reads it, so the precision change is measured on more statements than M_Acc's captions make."""
     seeing: SeeingSettings = field(default_factory=SeeingSettings)
     """The captioner's pretraining (``caprl.demo.captioner``): shipped for the defaults, else once per setting,
     cached; outside the clock."""
     shipped_captioner: bool = True
     """Use the shipped pretrained captioner when it matches ``seeing``; False retrains it (into the cache)."""
-    style_steps: int = 150
-    """The warm-up: supervised on ``style_mixture``, which sets how often the captioner describes in detail."""
+    style_steps: int = Field(default=150, ge=1)
+    """Warm-up steps on the terse-heavy mix. The warm-up is supervised on ``style_mixture``, which sets how often
+    the captioner describes in detail."""
     style_mixture: dict[str, float] = field(default_factory=lambda: {"terse": 0.8, "detailed": 0.2})
-    sft_lr: float = 1e-3
-    sft_batch: int = 32
+    sft_lr: float = Field(default=1e-3, gt=0)
+    """Learning rate of the warm-up."""
+    sft_batch: int = Field(default=32, ge=1)
+    """Captions per warm-up step."""
     config: Path = DEMO_CONFIG
+    """GRPO settings (a caprl train config)."""
     overrides: list[str] = field(default_factory=list)
     """``key=value`` overrides of the GRPO config (e.g. ``optim.max_steps=20``)."""
-    max_new_tokens: int = 160
+    max_new_tokens: int = Field(default=160, ge=1)
+    """Longest held-out caption in tokens."""
 
 
 class Clock:
