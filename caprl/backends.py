@@ -33,15 +33,16 @@ class ModelSpec(BaseModel):
     backend serves it, and that backend's options. ``load_reader`` and ``load_captioner`` take it (or a plain
     string, parsed with no options)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     location: str
     """A catalog name, ``.gguf`` file, folder or hub id, or an OpenAI-compatible server's URL."""
     backend: BackendName
+    """The backend that serves it (default: openai for a URL, else transformers)."""
     served_model: str | None = None
-    """The model name to request from an OpenAI-compatible server (None: the first one it lists)."""
+    """The model name to request from an OpenAI-compatible server (default: the first one it lists)."""
     device: str | None = None
-    """Device of an in-process transformers model (cuda, cuda:1, cpu; None: the best there is)."""
+    """The device of an in-process transformers model (cuda, cuda:1, cpu; default: the best there is)."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments of the backend's constructor (``batch_size``, ``max_concurrency``, ...)."""
 

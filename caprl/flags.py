@@ -49,13 +49,26 @@ class Flag:
 
 @dataclass(frozen=True)
 class Derived:
-    """The flags one model gave one command: field -> command parameter name, and how they were built."""
+    """The flags one model gave one command (read by the test that compares every command with its models)."""
 
     model: type
     into: str
+    flags: dict[str, str]
+    """field -> its flag in this command."""
     params: dict[str, str]
+    """field -> the command's parameter that carries it."""
     unset: bool
     defaults: dict[str, Any]
+    """This command's own defaults, where not the model's."""
+    optional: frozenset[str]
+    helps: dict[str, str]
+    """This command's help templates (``{doc}``: the field's sentence), where not the sentence alone."""
+
+    def help_of(self, field: str) -> str:
+        template, doc = self.helps.get(field, "{doc}"), flag_help(fields_of(self.model)[field])
+        if not template.startswith("{doc}"):  # the sentence goes on after a lead-in: "Reader: a catalog name ..."
+            doc = doc[:1].lower() + doc[1:]
+        return template.format(doc=doc)
 
 
 def fields_of(model: type) -> dict[str, FieldInfo]:
@@ -100,34 +113,36 @@ def _optional(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
-def _option(model: type, field: str, *, unset: bool, default: Any = inspect.Parameter.empty) -> tuple[Any, Any]:
-    """``(annotation, typer.Option)`` of one field; ``default``: this command's default, where not the model's."""
+def _default(info: FieldInfo, field: str, plan: Derived) -> Any:
+    """The default this command shows and uses: ``...`` for a required flag."""
+    if field in plan.defaults:
+        return plan.defaults[field]
+    if field in plan.optional:
+        return None
+    return ... if info.is_required() else info.get_default(call_default_factory=True)
+
+
+def _option(field: str, plan: Derived) -> tuple[Any, Any]:
+    """``(annotation, typer.Option)`` of one field."""
     import typer
 
-    info = fields_of(model)[field]
-    name, short = flag_name(model, field), _flag_meta(info).short
-    annotation = _cli_type(info.annotation)
-    help_text = flag_help(info)
-    if not help_text:
-        raise TypeError(f"{model.__name__}.{field} has no docstring: its flag would have no help")
-    own = info.get_default(call_default_factory=True) if default is inspect.Parameter.empty else default
-    if info.is_required() and default is inspect.Parameter.empty:
-        default = ...
-    elif unset:  # the command receives only what was typed (a preset fills in the rest)
-        default = None
-        shown = own
+    info = fields_of(plan.model)[field]
+    name, short = plan.flags[field], _flag_meta(info).short
+    if not flag_help(info):
+        raise TypeError(f"{plan.model.__name__}.{field} has no docstring: its flag would have no help")
+    annotation, help_text, default = _cli_type(info.annotation), plan.help_of(field), _default(info, field, plan)
+    if plan.unset and default is not ...:  # the command receives only what was typed (a preset fills in the rest)
+        shown, default = default, None
         if isinstance(shown, bool):
             shown = name if shown else "--no-" + name.removeprefix("--")
         if shown is not None:
             help_text += f" (default: {shown})"
-        if not _optional(annotation):
-            annotation = annotation | None
-    else:
-        default = own
+    if default is None and not _optional(annotation):
+        annotation = annotation | None
     decls = [name] if short is None else [name, short]
     if bool in (annotation, *typing.get_args(annotation)):
         decls = [f"{name}/--no-{name.removeprefix('--')}"] + ([short] if short else [])
-    return annotation, typer.Option(default, *decls, help=help_text, show_default=not unset)
+    return annotation, typer.Option(default, *decls, help=help_text, show_default=not plan.unset)
 
 
 def build_settings(model: type, values: dict[str, Any], *, renamed: dict[str, str] | None = None) -> Any:
@@ -146,27 +161,39 @@ def settings_flags(
     exclude: Iterable[str] = (),
     unset: bool = False,
     defaults: dict[str, Any] | None = None,
+    names: dict[str, str] | None = None,
+    optional: Iterable[str] = (),
+    helps: dict[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Replace the command's parameter ``into`` by one flag per field of ``model`` (but ``exclude``).
 
     The command then receives ``model(**flags)`` in ``into`` — or, with ``unset=True``, the dict of the flags that
-    were typed (every flag defaults to None), for a command that lays them over a preset. Fields in ``exclude`` are
-    not offered (the command sets them from other inputs) and keep the model's defaults. ``defaults`` gives this
-    command's own default of a field (``qa generate`` asks for longer replies than ``annotate``).
+    were typed (every flag defaults to None), for a command that lays them over a preset or checks them itself.
+    Fields in ``exclude`` are not offered (the command sets them from other inputs). Where a command needs its own:
+    ``defaults`` (``qa generate`` asks for longer replies than ``annotate``), ``names`` (flag names: one command
+    with two models of a kind, ``--reader``/``--judge``), ``optional`` (a field the model requires, offered as
+    optional: the command says when it is needed) and ``helps`` (help templates around the field's ``{doc}``).
     """
-    skipped, own = set(exclude), dict(defaults or {})
-    unknown = (skipped | set(own)) - set(fields_of(model))
-    if unknown:
-        raise TypeError(f"exclude/defaults name no field of {model.__name__}: {sorted(unknown)}")
-    fields = [f for f in fields_of(model) if f not in skipped]
+    fields_all = fields_of(model)
+    skipped = set(exclude)
+    for what, given in (("exclude", skipped), ("defaults", defaults), ("names", names), ("optional", optional)):
+        unknown = set(given or ()) - set(fields_all)
+        if unknown:
+            raise TypeError(f"{what} names no field of {model.__name__}: {sorted(unknown)}")
+    fields = [f for f in fields_all if f not in skipped]
+    flags = {f: (names or {}).get(f) or flag_name(model, f) for f in fields}
+    # A flag's parameter is named after the flag, so two models' fields of one name can sit in one command under
+    # different flags (--max-new-tokens, --judge-max-new-tokens).
+    params = {f: flags[f].removeprefix("--").replace("-", "_") for f in fields}
+    plan = Derived(
+        model=model, into=into, flags=flags, params=params, unset=unset, defaults=dict(defaults or {}),
+        optional=frozenset(optional), helps=dict(helps or {}),
+    )  # fmt: skip
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(func, eval_str=True)
         if into not in sig.parameters:
             raise TypeError(f"{func.__name__} has no parameter {into!r} for {model.__name__}'s flags")
-        # A flag's parameter is named after the flag, so two models' fields of one name can sit in one command
-        # under different flags (--max-new-tokens, --judge-max-new-tokens).
-        params = {f: flag_name(model, f).removeprefix("--").replace("-", "_") for f in fields}
         clash = set(params.values()) & (set(sig.parameters) - {into})
         if clash:
             raise TypeError(f"{func.__name__} declares {sorted(clash)} by hand; {model.__name__} gives them")
@@ -176,7 +203,7 @@ def settings_flags(
                 new.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
                 continue
             for f in fields:
-                annotation, option = _option(model, f, unset=unset, **({"default": own[f]} if f in own else {}))
+                annotation, option = _option(f, plan)
                 kind = inspect.Parameter.KEYWORD_ONLY
                 new.append(inspect.Parameter(params[f], kind, default=option, annotation=annotation))
 
@@ -186,13 +213,12 @@ def settings_flags(
             if unset:
                 kwargs[into] = {f: v for f, v in values.items() if v is not None}
             else:
-                kwargs[into] = build_settings(model, values)
+                kwargs[into] = build_settings(model, values, renamed=flags)
             return func(**kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=new)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in new} | {"return": sig.return_annotation}
-        derived = Derived(model=model, into=into, params=params, unset=unset, defaults=own)
-        setattr(wrapper, SETTINGS_ATTR, [*getattr(func, SETTINGS_ATTR, []), derived])
+        setattr(wrapper, SETTINGS_ATTR, [*getattr(func, SETTINGS_ATTR, []), plan])
         return wrapper
 
     return decorate

@@ -7,10 +7,13 @@ flag and the value, so a mistake costs a second, not a model load.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,3 +167,89 @@ def check_port(host: str, port: int, flag: str = "--port") -> None:
         except OSError as exc:
             raise OptionError(f"{named(flag, port)}: cannot listen on {host}:{port} ({exc.strerror})") from None
 
+
+
+@dataclass(frozen=True)
+class ModelFlags:
+    """A command's flags for one model (``--reader``, ``--backend``, ``--model``, ``--device``) as typed; ``spec()``
+    checks them into a ``ModelSpec`` once the command knows it needs the model."""
+
+    location: str | None
+    backend: str | None
+    served_model: str | None
+    device: str | None
+    role: Role
+    flags: dict[str, str]
+    """ModelSpec field -> the flag that set it."""
+
+    @property
+    def backend_name(self) -> str:
+        """The backend that will serve it (``caprl.backends.backend_of``)."""
+        if self.location is None:
+            raise OptionError(f"{self.flags['location']} is needed")
+        return backend_of(self.location, self.backend)
+
+    def spec(self, *, check: bool = True, device: str | None = None, **options: Any) -> ModelSpec:
+        """The checked ``ModelSpec`` (``model_spec``), with the backend's ``options``; ``device`` where the command
+        has one device flag for several models."""
+        if self.location is None:
+            raise OptionError(f"{self.flags['location']} is needed")
+        return model_spec(
+            self.location, role=self.role, flag=self.flags["location"], backend=self.backend,
+            model=self.served_model, model_flag=self.flags.get("served_model", "--model"),
+            device=device if device is not None else self.device,
+            check=check, **options,
+        )  # fmt: skip
+
+
+def model_flags(
+    into: str,
+    *,
+    flag: str,
+    role: Role,
+    what: str,
+    prefix: str = "",
+    served_model: bool = True,
+    device: bool = True,
+    required: bool = False,
+    note: str = "",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A command's flags for one model, from ``ModelSpec``'s fields: ``flag`` (where it is), ``--{prefix}backend``,
+    ``--{prefix}model`` and ``--{prefix}device``; the command receives them as ``ModelFlags`` in ``into``. ``what``
+    leads each help line ("Reader: ..."); ``note`` ends the location's. ``flag=""``: the location is the command's
+    argument, not a flag (the command fills ``ModelFlags.location`` in).
+
+    >>> @model_flags("reader", flag="--reader", role="reader", what="Reader")           # doctest: +SKIP
+    ... def score(reader: ModelFlags | None = None): spec = reader.spec()
+    """
+    import functools
+
+    from caprl.flags import SETTINGS_ATTR, settings_flags
+
+    names = {"location": flag, "backend": f"--{prefix}backend", "served_model": f"--{prefix}model"}
+    names["device"] = f"--{prefix}device"
+    exclude = ["options"] + ([] if served_model else ["served_model"]) + ([] if device else ["device"])
+    exclude += [] if flag else ["location"]
+    helps = {f: f"{what}: {{doc}}" for f in names if f not in exclude}
+    if flag:
+        helps["location"] += note
+    derive = settings_flags(
+        ModelSpec, into=into, unset=True, exclude=exclude, names={f: n for f, n in names.items() if f not in exclude},
+        optional=("backend",) if required else ("backend", "location"), helps=helps,
+    )  # fmt: skip
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def typed(**kwargs: Any) -> Any:
+            given = kwargs[into]
+            kwargs[into] = ModelFlags(
+                location=given.get("location"), backend=given.get("backend"),
+                served_model=given.get("served_model"), device=given.get("device"), role=role, flags=names,
+            )  # fmt: skip
+            return func(**kwargs)
+
+        typed.__signature__ = inspect.signature(func, eval_str=True)  # type: ignore[attr-defined]
+        setattr(typed, SETTINGS_ATTR, getattr(func, SETTINGS_ATTR, []))
+        return derive(typed)
+
+    return decorate

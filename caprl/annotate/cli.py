@@ -8,11 +8,10 @@ from typing import Any, Literal
 import typer
 from rich.console import Console
 
-from caprl.backends import BackendName, backend_of
 from caprl.captioners.base import GenerationSettings
 from caprl.errors import OptionError
 from caprl.flags import settings_flags
-from caprl.preflight import existing_path, model_spec
+from caprl.preflight import ModelFlags, existing_path, model_flags
 from caprl.sharding import ShardSettings
 from caprl.tables import summary_table
 
@@ -36,12 +35,11 @@ def default_batch_size(backend: str, concurrency: int) -> int:
 
 @settings_flags(ShardSettings, into="shard")
 @settings_flags(GenerationSettings, into="decoding", defaults={"seed": 0})
+@model_flags("captioner", flag="--captioner", role="captioner", what="Captioner")
 def annotate_command(
     out: Path = typer.Option(..., "--out", help="Output directory: parquet shards, manifest, run config."),
     data: Path | None = typer.Option(None, "--data", help="caprl dataset directory, or a plain image/video folder."),
-    captioner: str | None = typer.Option(None, "--captioner", help="Model id/path, or an OpenAI-compatible URL."),
-    backend: BackendName | None = typer.Option(None, help="Captioner backend (default: from --captioner)."),
-    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
+    captioner: ModelFlags | None = None,
     executor: Literal["local", "ray"] = typer.Option(
         "local", help="local (this process) | ray (Ray Data actors; needs caprl[ray])."
     ),
@@ -50,7 +48,6 @@ def annotate_command(
         None, min=1, help="Items per captioner call (default: 8; openai 4x concurrency)."
     ),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
-    device: str | None = typer.Option(None, help="Device of a transformers captioner (cuda, cuda:1, cpu)."),
     decoding: GenerationSettings | None = None,
     shard_size: int = typer.Option(1000, min=1, help="Records per parquet shard."),
     shard: ShardSettings | None = None,
@@ -84,17 +81,13 @@ def annotate_command(
     from caprl.lazy import Deferred
     from caprl.schema import FrameSampling
 
-    assert shard is not None  # filled in by settings_flags
+    assert shard is not None and captioner is not None  # filled in by settings_flags and model_flags
     if not export_only:
-        if data is None or captioner is None:
+        if data is None or captioner.location is None:
             raise OptionError("--data and --captioner are needed (unless --export-only)")
         existing_path(data, "--data", what="dataset or folder")
-        spec_backend = backend_of(captioner, backend)
-        size = batch_size or default_batch_size(spec_backend, concurrency)
-        spec = model_spec(
-            captioner, role="captioner", flag="--captioner", backend=backend, model=model, device=device,
-            **captioner_options(spec_backend, batch_size=size, concurrency=concurrency),
-        )  # fmt: skip
+        size = batch_size or default_batch_size(captioner.backend_name, concurrency)
+        spec = captioner.spec(**captioner_options(captioner.backend_name, batch_size=size, concurrency=concurrency))
         sampling = FrameSampling(fps=video_fps, max_frames=video_max_frames)
         source = open_source(data, prompt=prompt, video_sampling=sampling, limit=limit)
         common: dict[str, Any] = dict(

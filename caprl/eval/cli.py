@@ -9,11 +9,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from caprl.backends import BackendName
 from caprl.errors import OptionError
 from caprl.eval.config import PrismConfig
 from caprl.flags import build_settings, settings_flags
-from caprl.preflight import existing_path, model_spec
+from caprl.preflight import ModelFlags, existing_path, model_flags
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 console = Console()
@@ -33,6 +32,11 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
             raise OptionError(f"{option} {v}: expected NAME=PATH")
         out[name.strip().lower()] = path
     return out
+
+
+def _record_name(flags: ModelFlags) -> str:
+    """What records made by a model are keyed by when no name is given: its location, and its served model."""
+    return f"{flags.location}@{flags.served_model}" if flags.served_model else str(flags.location)
 
 
 @app.command("list", short_help="The benchmarks, their metric and where their data goes.")
@@ -59,27 +63,27 @@ def list_command() -> None:
 
 @app.command("prism", short_help="Caption, read and score: evaluate a captioner.")
 @settings_flags(PrismConfig, into="settings", unset=True, exclude=("benchmarks", "captioner", "reader"))
+@model_flags(
+    "reader", flag="--reader", role="reader", what="Reader", prefix="reader-", device=False,
+    note=" Needed for read/score.",
+)  # fmt: skip
+@model_flags(
+    "captioner", flag="--captioner", role="captioner", what="Captioner", prefix="captioner-", device=False,
+    note=" Also its record name.",
+)  # fmt: skip
 def prism_command(
     benchmark: str = typer.Option(
         ..., "--benchmark", "-b", help="Benchmark name(s), comma-separated (see `caprl eval list`)."
     ),
-    captioner: str | None = typer.Option(
-        None, "--captioner", help="Captioner model id/path, or an OpenAI-compatible server URL (also its record name)."
-    ),
-    reader: str = typer.Option(
-        None, "--reader", help="Reader model id/path, or an OpenAI-compatible server URL (needed for read/score)."
-    ),
+    captioner: ModelFlags | None = None,
+    reader: ModelFlags | None = None,
     settings: dict[str, Any] | None = None,
     data: list[str] = typer.Option([], "--data", help="NAME=PATH: where a benchmark's files are (repeatable)."),
     media_root: list[str] = typer.Option([], "--media-root", help="NAME=DIR: where a benchmark's videos are."),
     data_root: str | None = typer.Option(None, help="Folder with one subfolder per benchmark ($CAPRL_EVAL_DATA)."),
-    captioner_backend: BackendName | None = typer.Option(None, help="Captioner backend (default: from the spec)."),
-    captioner_model: str | None = typer.Option(None, help="Model name to request from a captioner server."),
     captioner_name: str | None = typer.Option(
         None, help="Name the captions are recorded under (default: --captioner)."
     ),
-    reader_backend: BackendName | None = typer.Option(None, help="Reader backend (default: from the spec)."),
-    reader_model: str | None = typer.Option(None, help="Model name to request from a reader server."),
     reader_name: str | None = typer.Option(None, help="Name the answers are recorded under (default: --reader)."),
     device: str | None = typer.Option(None, help="Device for transformers models (cuda, cpu; default: best)."),
     judge: str | None = typer.Option(
@@ -106,30 +110,25 @@ def prism_command(
     from caprl.eval.pipeline import run_prism
     from caprl.eval.report import caption_error_lines, rich_table, truth_table
 
+    assert captioner is not None and reader is not None  # filled in by model_flags
     given = settings or {}
     stage, captions = given.get("stage", "all"), given.get("captions")
-    if reader is None and stage != "caption":
+    if reader.location is None and stage != "caption":
         raise OptionError("--reader is needed for the read and score stages (or give --stage caption)")
-    if (captioner is None) == (captions is None):
+    if (captioner.location is None) == (captions is None):
         raise OptionError("give --captioner (a model to caption with) or --captions (a file of captions), not both")
     if captions is not None:
         existing_path(captions, "--captions", what="captions file")
         name = captioner_name or f"file:{captions.expanduser().resolve()}"
     else:
-        assert captioner is not None
-        name = captioner_name or captioner + (f"@{captioner_model}" if captioner_model else "")
+        assert captioner.location is not None
+        name = captioner_name or _record_name(captioner)
     # The models are loaded only when a stage has work for them; the specs of those a stage uses are checked now.
     captioner_spec = reader_spec = None
-    if captioner is not None:
-        captioner_spec = model_spec(
-            captioner, role="captioner", flag="--captioner", backend=captioner_backend, model=captioner_model,
-            model_flag="--captioner-model", device=device, check=stage in ("caption", "all"),
-        )  # fmt: skip
-    if reader is not None:
-        reader_spec = model_spec(
-            reader, role="reader", flag="--reader", backend=reader_backend, model=reader_model,
-            model_flag="--reader-model", device=device, check=stage in ("read", "all"),
-        )  # fmt: skip
+    if captioner.location is not None:
+        captioner_spec = captioner.spec(device=device, check=stage in ("caption", "all"))
+    if reader.location is not None:
+        reader_spec = reader.spec(device=device, check=stage in ("read", "all"))
     # Built from the flags typed only: k left out means 4, or what a captions file holds.
     cfg = build_settings(
         PrismConfig,
@@ -137,7 +136,7 @@ def prism_command(
             **given,
             "benchmarks": [b.strip().lower() for b in benchmark.split(",") if b.strip()],
             "captioner": name,
-            "reader": None if reader is None else reader_name or reader + (f"@{reader_model}" if reader_model else ""),
+            "reader": None if reader_spec is None else reader_name or _record_name(reader),
         },
         renamed={"benchmarks": "--benchmark"},
     )
@@ -191,8 +190,8 @@ def prism_command(
 
         report = run_prism(
             cfg,
-            captioner=make_captioner if captioner else None,
-            reader=make_reader if reader else None,
+            captioner=make_captioner if captioner_spec else None,
+            reader=make_reader if reader_spec else None,
             judge=judge_model_obj,
             paths=paths,
             progress=progress,

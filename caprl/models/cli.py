@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import typer
 
-from caprl.backends import BackendName
 from caprl.errors import MissingInput, OptionError
-from caprl.preflight import model_spec
+from caprl.preflight import ModelFlags, model_flags
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False)
 
@@ -82,6 +82,7 @@ def fetch_command(
 
 
 @app.command("check", short_help="Does a reader read? Accuracy by caption level.")
+@model_flags("served", flag="", role="reader", what="Reader", device=False)
 def check_command(
     reader: str = typer.Argument(
         None, help="Catalog name, .gguf file, model folder, hub id or server URL [default: the default reader]."
@@ -91,8 +92,7 @@ def check_command(
     levels: str = typer.Option(
         "exhaustive,detailed,brief,terse,empty", "--levels", help="Caption levels to read, comma-separated."
     ),
-    backend: BackendName | None = typer.Option(None, help="Reader backend (default: from READER)."),
-    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
+    served: ModelFlags | None = None,
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ) -> None:
     """Tell whether a reader reads: accuracy by caption level on held-out shapes-world questions.
@@ -118,8 +118,9 @@ def check_command(
         )
     if json_out is not None and not json_out.parent.is_dir():
         raise MissingInput(f"--json {json_out}: no such folder {json_out.parent}")
+    assert served is not None  # filled in by model_flags
     # READER is named by itself (flag ""); a --model needs a server URL
-    loaded = load_reader(model_spec(spec, role="reader", flag="", backend=backend, model=model))
+    loaded = load_reader(dataclasses.replace(served, location=spec).spec())
     with console.status("reading") as status:
         report = check_reader(
             loaded,

@@ -7,11 +7,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from caprl.backends import BackendName, backend_of
 from caprl.captioners.base import GenerationSettings
 from caprl.errors import OptionError
 from caprl.flags import settings_flags
-from caprl.preflight import existing_path, model_spec
+from caprl.preflight import ModelFlags, existing_path, model_flags
 from caprl.qa.filter import FilterConfig
 from caprl.sharding import ShardSettings
 from caprl.tables import summary_table
@@ -25,33 +24,34 @@ def _group() -> None:
     """Make the questions that define the reward: a VLM writes them, a visual-dependency filter keeps the good ones."""
 
 
-def _vlm(spec: str, backend: str | None, model: str | None, batch_size: int, concurrency: int, device: str | None):
+def _vlm(vlm: ModelFlags, batch_size: int, concurrency: int):
     """The VLM, checked now and loaded on first use (a rerun with nothing left to do never loads it)."""
     from caprl.annotate.cli import captioner_options
     from caprl.captioners import load_captioner
     from caprl.lazy import Deferred
 
-    options = captioner_options(backend_of(spec, backend), batch_size=batch_size, concurrency=concurrency)
-    built = model_spec(spec, role="captioner", flag="--vlm", backend=backend, model=model, device=device, **options)
+    built = vlm.spec(**captioner_options(vlm.backend_name, batch_size=batch_size, concurrency=concurrency))
     return Deferred(built.name, lambda: load_captioner(built))
 
 
+def vlm_flags(*, required: bool):
+    return model_flags("vlm", flag="--vlm", role="captioner", what="VLM", required=required)
+
+
 @app.command("generate", short_help="A VLM writes K MCQs per item (resumable).")
+@vlm_flags(required=True)
 @settings_flags(ShardSettings, into="shard")
 @settings_flags(
     GenerationSettings, into="decoding", exclude=("top_p", "n"), defaults={"max_new_tokens": 1024, "seed": 0}
 )
 def generate_command(
     data: Path = typer.Option(..., "--data", help="caprl dataset directory, or a plain image/video folder."),
-    vlm: str = typer.Option(..., "--vlm", help="VLM model id/path, or an OpenAI-compatible server URL."),
+    vlm: ModelFlags | None = None,
     out: Path = typer.Option(..., "--out", help="Output directory (records log + a dataset of the questions)."),
-    backend: BackendName | None = typer.Option(None, help="VLM backend (default: from --vlm)."),
-    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
     k: int = typer.Option(5, "--k", min=1, help="Questions per item (CapRL: 5)."),
     n_options: int = typer.Option(4, min=3, max=26, help="Options per question the prompt asks for."),
     batch_size: int | None = typer.Option(None, min=1, help="Items per VLM call (default: 8; openai 4x concurrency)."),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
-    device: str | None = typer.Option(None, help="Device of a transformers VLM (cuda, cpu, ...)."),
     decoding: GenerationSettings | None = None,
     shard: ShardSettings | None = None,
     retry_failed: bool = typer.Option(False, help="Ask again for this rank's items without usable questions."),
@@ -66,10 +66,10 @@ def generate_command(
     from caprl.annotate.progress import progress_bar
     from caprl.qa.generate import generate_qa
 
-    assert shard is not None  # filled in by settings_flags
+    assert shard is not None and vlm is not None  # filled in by settings_flags and model_flags
     existing_path(data, "--data", what="dataset or folder")
-    batch_size = batch_size or default_batch_size(backend_of(vlm, backend), concurrency)
-    captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
+    batch_size = batch_size or default_batch_size(vlm.backend_name, concurrency)
+    captioner = _vlm(vlm, batch_size, concurrency)
     with progress_bar("qa generate", console=console) as on_progress:
         summary = generate_qa(
             data,
@@ -100,23 +100,22 @@ def generate_command(
 
 
 @app.command("filter", short_help="Keep the MCQs that need the media to answer.")
+@model_flags(
+    "blind", flag="--blind", role="reader", what="Text-only answerer for the without-media leg", prefix="blind-",
+    served_model=False, device=False, note=" Default: --vlm, text only.",
+)  # fmt: skip
+@vlm_flags(required=False)
 @settings_flags(ShardSettings, into="shard")
 @settings_flags(FilterConfig, into="config")
 def filter_command(
     out: Path = typer.Option(..., "--out", help="Output directory (statistics log, kept dataset, summary)."),
     data: Path | None = typer.Option(None, "--data", help="caprl dataset with MCQs (e.g. qa generate's output)."),
-    vlm: str | None = typer.Option(None, "--vlm", help="VLM model id/path, or an OpenAI-compatible server URL."),
-    backend: BackendName | None = typer.Option(None, help="VLM backend (default: from --vlm)."),
-    model: str | None = typer.Option(None, help="Model name to request from an OpenAI-compatible server."),
-    blind: str | None = typer.Option(
-        None, help="Text-only answerer for the without-media leg: a reader id/path or URL (default: --vlm, text only)."
-    ),
-    blind_backend: BackendName | None = typer.Option(None, help="Backend of --blind (default: from --blind)."),
+    vlm: ModelFlags | None = None,
+    blind: ModelFlags | None = None,
     config: FilterConfig | None = None,
     batch_questions: int = typer.Option(16, min=1, help="Questions per model call (each is asked 2r times)."),
     batch_size: int = typer.Option(64, min=1, help="Rows per forward of a transformers VLM."),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
-    device: str | None = typer.Option(None, help="Device of a transformers VLM."),
     shard: ShardSettings | None = None,
     allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
     rethreshold: bool = typer.Option(
@@ -132,19 +131,17 @@ def filter_command(
     from caprl.qa.filter import filter_qa
     from caprl.qa.filter import rethreshold as apply_thresholds
 
-    assert config is not None and shard is not None  # filled in by settings_flags
+    assert config is not None and shard is not None and vlm is not None and blind is not None  # the flags
     if rethreshold:
         summary = apply_thresholds(out, hi=config.hi, lo=config.lo, data=data)
     else:
-        if data is None or vlm is None:
+        if data is None or vlm.location is None:
             raise OptionError("--data and --vlm are needed (unless --rethreshold)")
         existing_path(data, "--data", what="dataset")
-        blind_spec = None
-        if blind is not None:
-            blind_spec = model_spec(blind, role="reader", flag="--blind", backend=blind_backend)
-        captioner = _vlm(vlm, backend, model, batch_size, concurrency, device)
+        blind_spec = blind.spec() if blind.location is not None else None
+        captioner = _vlm(vlm, batch_size, concurrency)
         text_leg = None
-        if blind is not None:
+        if blind_spec is not None:
             from caprl.readers import load_reader
 
             text_leg = load_reader(blind_spec)

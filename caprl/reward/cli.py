@@ -10,10 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from caprl.backends import BackendName
 from caprl.errors import InputError, OptionError, describe_validation
 from caprl.flags import flag_name, settings_flags
-from caprl.preflight import existing_path, model_spec
+from caprl.preflight import ModelFlags, existing_path, model_flags
 from caprl.reward.engine import RewardConfig
 from caprl.tables import summary_table
 
@@ -41,8 +40,6 @@ SHOW_SKIPPED = 5
 PRESET_HELP = "Start from a named reward setting: caprl (CapRL++'s servers) | caprl-v1; flags given override it."
 
 # Flags that `score` and `serve` share beside the reward's own (RewardConfig's, derived by `reward_flags`).
-BACKEND = typer.Option(None, help="Reader backend (default: from --reader).")
-MODEL = typer.Option(None, help="Model name to request from an OpenAI-compatible server.")
 PRESET = typer.Option(None, help=PRESET_HELP)
 LENGTH_TOKENIZER = typer.Option(None, help="Tokenizer that counts caption tokens (the policy's).")
 
@@ -69,13 +66,12 @@ def reward_config(preset: str | None, flags: dict[str, Any]) -> RewardConfig:
 
 @app.command("score", short_help="Score a captions file with a reader (resumable).")
 @reward_flags
+@model_flags("reader", flag="--reader", role="reader", what="Reader", device=False, required=True)
 def score_command(
     data: Path = typer.Option(..., "--data", help="caprl dataset (directory or samples file) holding the MCQs."),
     captions: Path = typer.Option(..., "--captions", help='jsonl of {"id": SAMPLE_ID, "caption": TEXT} rows.'),
-    reader: str = typer.Option(..., "--reader", help="Reader model id/path, or an OpenAI-compatible server URL."),
+    reader: ModelFlags | None = None,
     out: Path = typer.Option(..., "--out", help="Output jsonl (appended; re-runs skip captions already scored)."),
-    backend: BackendName | None = BACKEND,
-    model: str | None = MODEL,
     preset: Preset | None = PRESET,
     reward: dict[str, Any] | None = None,
     length_tokenizer: str | None = LENGTH_TOKENIZER,
@@ -96,7 +92,8 @@ def score_command(
         raise OptionError("--length-weight needs --length-tokenizer (the policy's tokenizer counts the tokens)")
     existing_path(data, "--data", what="dataset")
     existing_path(captions, "--captions", what="file")
-    spec = model_spec(reader, role="reader", flag="--reader", backend=backend, model=model)
+    assert reader is not None  # filled in by model_flags
+    spec = reader.spec()
     settings = {"reader": spec.name, **config.model_dump(mode="json")}
     if length_tokenizer:
         settings["length_tokenizer"] = length_tokenizer

@@ -13,20 +13,10 @@ import typer
 from pydantic import SecretStr
 from rich.console import Console
 
-from caprl.backends import BackendName
 from caprl.errors import OptionError
 from caprl.flags import settings_flags
-from caprl.preflight import check_port, model_spec
-from caprl.reward.cli import (
-    BACKEND,
-    LENGTH_TOKENIZER,
-    MODEL,
-    PRESET,
-    Preset,
-    reward_config,
-    reward_flags,
-    token_counter,
-)
+from caprl.preflight import ModelFlags, check_port, model_flags
+from caprl.reward.cli import LENGTH_TOKENIZER, PRESET, Preset, reward_config, reward_flags, token_counter
 from caprl.server.settings import JudgeSettings, ListenSettings, ServerSettings
 
 console = Console()
@@ -34,18 +24,13 @@ SHORT_HELP = "Serve the reward over HTTP (CapRL-compatible)."
 
 
 @settings_flags(JudgeSettings, into="judging")
+@model_flags("judge", flag="--judge", role="captioner", what="VLM judge", prefix="judge-", note=" Scores judge items.")
 @settings_flags(ServerSettings, into="limits", exclude=("api_key",))
 @settings_flags(ListenSettings, into="listen")
 @reward_flags
+@model_flags("reader", flag="--reader", role="reader", what="Reader", note=" QA items; optional with --judge.")
 def serve_command(
-    reader: str | None = typer.Option(
-        None,
-        "--reader",
-        help="Reader model id/path, or an OpenAI-compatible server URL (QA items; optional with --judge).",
-    ),
-    backend: BackendName | None = BACKEND,
-    model: str | None = MODEL,
-    device: str | None = typer.Option(None, help="Device of a transformers reader (cuda, cuda:1, cpu; default: best)."),
+    reader: ModelFlags | None = None,
     preset: Preset | None = PRESET,
     reward: dict[str, Any] | None = None,
     length_tokenizer: str | None = LENGTH_TOKENIZER,
@@ -54,14 +39,7 @@ def serve_command(
         None, help="Name of an environment variable holding a bearer token that every request must carry."
     ),
     limits: ServerSettings | None = None,
-    judge: str | None = typer.Option(
-        None, "--judge", help="VLM judge model id/path, or an OpenAI-compatible server URL: scores judge items."
-    ),
-    judge_backend: BackendName | None = typer.Option(None, help="Judge backend (default: from --judge)."),
-    judge_model: str | None = typer.Option(
-        None, help="Model name to request from the judge's OpenAI-compatible server."
-    ),
-    judge_device: str | None = typer.Option(None, help="Device of a transformers judge (default: best)."),
+    judge: ModelFlags | None = None,
     judging: JudgeSettings | None = None,
 ) -> None:
     """Serve the reward over HTTP: one reader (and/or a VLM judge), batched across every client.
@@ -92,7 +70,8 @@ def serve_command(
     from caprl.server.parse import check_config
     from caprl.server.serve import serve
 
-    if reader is None and judge is None:
+    assert reader is not None and judge is not None  # filled in by model_flags
+    if reader.location is None and judge.location is None:
         raise OptionError("give --reader (QA items), --judge (judge items), or both")
     api_key = None
     if api_key_env:
@@ -107,14 +86,8 @@ def serve_command(
     except ValueError as exc:
         raise OptionError(str(exc)) from None
     # Then what needs a look outside the flags: the model folders and the port, all before any model loads.
-    reader_spec = judge_spec = None
-    if reader is not None:
-        reader_spec = model_spec(reader, role="reader", flag="--reader", backend=backend, model=model, device=device)
-    if judge is not None:
-        judge_spec = model_spec(
-            judge, role="captioner", flag="--judge", backend=judge_backend, model=judge_model,
-            model_flag="--judge-model", device=judge_device,
-        )  # fmt: skip
+    reader_spec = reader.spec() if reader.location is not None else None
+    judge_spec = judge.spec() if judge.location is not None else None
     check_port(listen.host, listen.port)
 
     def build_engine() -> RewardEngine:
@@ -132,7 +105,12 @@ def serve_command(
         return VLMJudge(captioner, retries=judging.retries, settings=decoding)
 
     models = ", ".join(
-        part for part in (reader and f"reader {reader}, mode {config.mode}", judge and f"judge {judge}") if part
+        part
+        for part in (
+            reader_spec and f"reader {reader_spec.location}, mode {config.mode}",
+            judge_spec and f"judge {judge_spec.location}",
+        )
+        if part
     )
     console.print(
         f"[bold]caprl reward service[/] on http://{listen.host}:{listen.port} ({models}); "
@@ -140,9 +118,9 @@ def serve_command(
     )
     raise typer.Exit(
         serve(
-            build_engine if reader is not None else None,
+            build_engine if reader_spec is not None else None,
             settings,
-            judge=build_judge if judge is not None else None,
+            judge=build_judge if judge_spec is not None else None,
             **listen.model_dump(),
         )
     )
