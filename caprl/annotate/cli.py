@@ -11,11 +11,17 @@ from rich.console import Console
 from caprl.captioners.base import GenerationSettings
 from caprl.errors import OptionError
 from caprl.flags import settings_flags
+from caprl.jobs import ResumeSettings, ShardSettings
 from caprl.preflight import ModelFlags, existing_path, model_flags
-from caprl.sharding import ShardSettings
 from caprl.tables import summary_table
 
 console = Console()
+
+
+# Flags of a job that sends items to a captioner in batches; `caprl qa` takes them too.
+CONCURRENCY = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server.")
+BATCH_SIZE = typer.Option(None, min=1, help="Items per captioner call (default: 8; openai 4x concurrency).")
+LIMIT = typer.Option(None, min=1, help="Only the first N items of the source.")
 
 
 def captioner_options(backend: str, *, batch_size: int, concurrency: int) -> dict[str, Any]:
@@ -33,6 +39,7 @@ def default_batch_size(backend: str, concurrency: int) -> int:
     return {"transformers": 8, "openai": 4 * concurrency, "vllm": 256}.get(backend, 8)
 
 
+@settings_flags(ResumeSettings, into="resume")
 @settings_flags(ShardSettings, into="shard")
 @settings_flags(GenerationSettings, into="decoding", defaults={"seed": 0})
 @model_flags("captioner", flag="--captioner", role="captioner", what="Captioner")
@@ -44,20 +51,17 @@ def annotate_command(
         "local", help="local (this process) | ray (Ray Data actors; needs caprl[ray])."
     ),
     prompt: str | None = typer.Option(None, help="Prompt for every item (default: the item's, or per modality)."),
-    batch_size: int | None = typer.Option(
-        None, min=1, help="Items per captioner call (default: 8; openai 4x concurrency)."
-    ),
-    concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
+    batch_size: int | None = BATCH_SIZE,
+    concurrency: int = CONCURRENCY,
     decoding: GenerationSettings | None = None,
     shard_size: int = typer.Option(1000, min=1, help="Records per parquet shard."),
     shard: ShardSettings | None = None,
-    retry_failed: bool = typer.Option(False, help="Try this rank's failed items again."),
-    allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
+    resume: ResumeSettings | None = None,
     video_fps: float = typer.Option(
         2.0, min=0.0, help="Frame sampling for videos in a plain folder: frames per second."
     ),
     video_max_frames: int = typer.Option(64, min=1, help="Frame sampling for videos in a plain folder: most frames."),
-    limit: int | None = typer.Option(None, min=1, help="Only the first N items of the source."),
+    limit: int | None = LIMIT,
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
     ray_actors: int = typer.Option(1, min=1, help="Captioner actors (e.g. one per GPU)."),
     ray_gpus_per_actor: float = typer.Option(0.0, min=0.0, help="GPUs each actor reserves."),
@@ -81,7 +85,7 @@ def annotate_command(
     from caprl.lazy import Deferred
     from caprl.schema import FrameSampling
 
-    assert shard is not None and captioner is not None  # filled in by settings_flags and model_flags
+    assert shard is not None and resume is not None and captioner is not None  # filled in by the flags
     if not export_only:
         if data is None or captioner.location is None:
             raise OptionError("--data and --captioner are needed (unless --export-only)")
@@ -96,8 +100,8 @@ def annotate_command(
             shard_size=shard_size,
             rank=shard.rank,
             world_size=shard.world_size,
-            retry_failed=retry_failed,
-            allow_config_change=allow_config_change,
+            retry_failed=resume.retry_failed,
+            allow_config_change=resume.allow_config_change,
         )
         console.print(f"annotate {len(source.items)} items from {data} ({source.kind}) with {spec.name}")
         with progress_bar("annotate", console=console) as on_progress:

@@ -7,12 +7,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from caprl.annotate.cli import BATCH_SIZE, CONCURRENCY, LIMIT, captioner_options, default_batch_size
 from caprl.captioners.base import GenerationSettings
 from caprl.errors import OptionError
 from caprl.flags import settings_flags
+from caprl.jobs import ResumeSettings, ShardSettings
 from caprl.preflight import ModelFlags, existing_path, model_flags
 from caprl.qa.filter import FilterConfig
-from caprl.sharding import ShardSettings
 from caprl.tables import summary_table
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -26,7 +27,6 @@ def _group() -> None:
 
 def _vlm(vlm: ModelFlags, batch_size: int, concurrency: int):
     """The VLM, checked now and loaded on first use (a rerun with nothing left to do never loads it)."""
-    from caprl.annotate.cli import captioner_options
     from caprl.captioners import load_captioner
     from caprl.lazy import Deferred
 
@@ -40,6 +40,7 @@ def vlm_flags(*, required: bool):
 
 @app.command("generate", short_help="A VLM writes K MCQs per item (resumable).")
 @vlm_flags(required=True)
+@settings_flags(ResumeSettings, into="resume")
 @settings_flags(ShardSettings, into="shard")
 @settings_flags(
     GenerationSettings, into="decoding", exclude=("top_p", "n"), defaults={"max_new_tokens": 1024, "seed": 0}
@@ -50,23 +51,21 @@ def generate_command(
     out: Path = typer.Option(..., "--out", help="Output directory (records log + a dataset of the questions)."),
     k: int = typer.Option(5, "--k", min=1, help="Questions per item (CapRL: 5)."),
     n_options: int = typer.Option(4, min=3, max=26, help="Options per question the prompt asks for."),
-    batch_size: int | None = typer.Option(None, min=1, help="Items per VLM call (default: 8; openai 4x concurrency)."),
-    concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
+    batch_size: int | None = BATCH_SIZE,
+    concurrency: int = CONCURRENCY,
     decoding: GenerationSettings | None = None,
     shard: ShardSettings | None = None,
-    retry_failed: bool = typer.Option(False, help="Ask again for this rank's items without usable questions."),
-    allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
-    limit: int | None = typer.Option(None, min=1, help="Only the first N items."),
+    resume: ResumeSettings | None = None,
+    limit: int | None = LIMIT,
 ) -> None:
     """A VLM writes K multiple-choice questions per item of DATA; re-run the same command to resume.
 
     Example: caprl qa generate --data data/shapes --vlm Qwen/Qwen2.5-VL-72B-Instruct --out runs/qa-gen
     """
-    from caprl.annotate.cli import default_batch_size
     from caprl.annotate.progress import progress_bar
     from caprl.qa.generate import generate_qa
 
-    assert shard is not None and vlm is not None  # filled in by settings_flags and model_flags
+    assert shard is not None and resume is not None and vlm is not None  # filled in by the flags
     existing_path(data, "--data", what="dataset or folder")
     batch_size = batch_size or default_batch_size(vlm.backend_name, concurrency)
     captioner = _vlm(vlm, batch_size, concurrency)
@@ -81,8 +80,8 @@ def generate_command(
             batch_size=batch_size,
             rank=shard.rank,
             world_size=shard.world_size,
-            retry_failed=retry_failed,
-            allow_config_change=allow_config_change,
+            retry_failed=resume.retry_failed,
+            allow_config_change=resume.allow_config_change,
             limit=limit,
             on_progress=on_progress,
         )
@@ -105,6 +104,7 @@ def generate_command(
     served_model=False, device=False, note=" Default: --vlm, text only.",
 )  # fmt: skip
 @vlm_flags(required=False)
+@settings_flags(ResumeSettings, into="resume", exclude=("retry_failed",))
 @settings_flags(ShardSettings, into="shard")
 @settings_flags(FilterConfig, into="config")
 def filter_command(
@@ -115,9 +115,9 @@ def filter_command(
     config: FilterConfig | None = None,
     batch_questions: int = typer.Option(16, min=1, help="Questions per model call (each is asked 2r times)."),
     batch_size: int = typer.Option(64, min=1, help="Rows per forward of a transformers VLM."),
-    concurrency: int = typer.Option(16, min=1, help="Requests in flight to an OpenAI-compatible server."),
+    concurrency: int = CONCURRENCY,
     shard: ShardSettings | None = None,
-    allow_config_change: bool = typer.Option(False, help="Resume even though the settings changed."),
+    resume: ResumeSettings | None = None,
     rethreshold: bool = typer.Option(
         False, "--rethreshold", help="Apply --hi/--lo to the statistics in --out; ask no model."
     ),
@@ -131,7 +131,7 @@ def filter_command(
     from caprl.qa.filter import filter_qa
     from caprl.qa.filter import rethreshold as apply_thresholds
 
-    assert config is not None and shard is not None and vlm is not None and blind is not None  # the flags
+    assert config and shard and resume and vlm and blind  # filled in by the flags
     if rethreshold:
         summary = apply_thresholds(out, hi=config.hi, lo=config.lo, data=data)
     else:
@@ -155,7 +155,7 @@ def filter_command(
                 batch_questions=batch_questions,
                 rank=shard.rank,
                 world_size=shard.world_size,
-                allow_config_change=allow_config_change,
+                allow_config_change=resume.allow_config_change,
                 on_progress=on_progress,
             )
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731

@@ -16,6 +16,11 @@ app = typer.Typer(
 )
 
 
+# Flags both kinds of dataset take, with one meaning.
+SEED = typer.Option(0, "--seed", help="Dataset seed; item i depends only on (seed, i).")
+PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+
+
 def _check_size(size: int) -> None:
     if size < 28 or size % 28:
         raise OptionError(f"--size {size}: must be a positive multiple of 28 (the captioner's patch grid)")
@@ -31,9 +36,9 @@ def _replaced(out: Path) -> str:
 def image_command(
     n: int = typer.Option(..., "--n", min=1, help="Number of images to generate."),
     out: Path = typer.Option(..., "--out", help="Dataset directory to write (samples.parquet, media/images/*.png)."),
-    seed: int = typer.Option(0, "--seed", help="Dataset seed; item i depends only on (seed, i)."),
+    seed: int = SEED,
     size: int = typer.Option(224, "--size", help="Image side in pixels; a multiple of 28."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = PROGRESS,
 ) -> None:
     """Write a dataset of shapes images with MCQs and reference captions.
 
@@ -50,14 +55,14 @@ def image_command(
 def video_command(
     n: int = typer.Option(..., "--n", min=1, help="Number of videos to generate."),
     out: Path = typer.Option(..., "--out", help="Dataset directory to write (samples.parquet, media/videos/*.mp4)."),
-    seed: int = typer.Option(0, "--seed", help="Dataset seed; item i depends only on (seed, i)."),
+    seed: int = SEED,
     size: int = typer.Option(168, "--size", help="Frame side in pixels; a multiple of 28."),
     fps: int = typer.Option(8, "--fps", min=1, help="Encoded frame rate."),
     sample_fps: float = typer.Option(
         2.0, "--sample-fps", min=0.0, help="Frame rate a captioner samples at (stored per sample)."
     ),
     max_frames: int = typer.Option(16, "--max-frames", min=1, help="Most frames a captioner is shown per video."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = PROGRESS,
 ) -> None:
     """Write a dataset of short shapes videos with MCQs and reference captions.
 
