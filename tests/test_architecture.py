@@ -31,6 +31,16 @@ def test_the_package_keeps_its_floors():
     assert "Contracts: 2 kept, 0 broken." in result.stdout
 
 
+def test_every_room_has_a_floor():
+    # A room left out of the layers would be free to import anything: each module or package under caprl/ is listed.
+    import tomllib
+
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    listed = {name.strip().removeprefix("caprl.") for layer in layers for name in layer.split("|")}
+    rooms = {p.stem for p in (ROOT / "caprl").iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    assert rooms - {"__init__"} == listed
+
+
 def copy_package(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "caprl", tmp_path / "caprl", ignore=shutil.ignore_patterns("__pycache__", "checkpoints"))
     return tmp_path
