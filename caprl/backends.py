@@ -10,6 +10,8 @@ asks. A named backend wins, else a server URL (``http(s)://``) is ``openai`` and
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,6 +72,16 @@ class ModelSpec(BaseModel):
             options=options,
         )
 
+    @classmethod
+    def of(cls, spec: str | ModelSpec, *, backend: str | None = None) -> ModelSpec:
+        """``spec`` as a ``ModelSpec``: a string is parsed; a spec is kept, and a ``backend`` that is not its own
+        is a ``ValueError`` (never silently ignored)."""
+        if not isinstance(spec, ModelSpec):
+            return cls.parse(spec, backend=backend)
+        if backend is not None and backend != spec.backend:
+            raise ValueError(f"backend {backend!r} given for a ModelSpec of backend {spec.backend!r}")
+        return spec
+
     @property
     def name(self) -> str:
         """The name the loaded model reports (``backend:model``), known without loading it."""
@@ -82,3 +94,12 @@ class ModelSpec(BaseModel):
             **({"device": self.device} if self.device else {}),
             **self.options,
         }
+
+
+def backend_class(table: Mapping[str, str], backend: str, what: str) -> Any:
+    """The class ``table`` names for ``backend`` (``"module:Class"``), imported now: the readers' and captioners'
+    tables of which class serves which backend. A backend the table has no line for is a ``ValueError``."""
+    if backend not in table:
+        raise ValueError(f"backend {backend!r} serves no {what}s (those that do: {', '.join(table)})")
+    module, _, name = table[backend].partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from caprl.backends import BACKENDS, ModelSpec
+from caprl.backends import BACKENDS, ModelSpec, backend_class
 from caprl.captioners.base import Captioner, CaptionerError, CaptionRequest, GenerationSettings
+
+CAPTIONERS: dict[str, str] = {
+    "transformers": "caprl.captioners.transformers:TransformersCaptioner",
+    "openai": "caprl.captioners.openai:OpenAICaptioner",
+    "vllm": "caprl.captioners.vllm:VLLMCaptioner",
+}
+"""The class that serves each backend, imported when used: a new backend is a module here implementing
+``caprl.captioners.base.Captioner``, its name in ``caprl.backends.BackendName`` and a line in this table."""
 
 
 def load_captioner(spec: str | ModelSpec, *, backend: str | None = None, **kwargs: Any) -> Captioner:
@@ -18,25 +26,15 @@ def load_captioner(spec: str | ModelSpec, *, backend: str | None = None, **kwarg
     Without ``backend``, a ``http(s)://`` spec is a server and anything else a model id or directory; a
     ``ModelSpec`` carries its backend and options, ``kwargs`` add more.
     """
-    if not isinstance(spec, ModelSpec):
-        if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"unknown captioner backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        spec = ModelSpec.parse(spec, backend=backend)
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"unknown captioner backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    spec = ModelSpec.of(spec, backend=backend)
     kwargs = {**spec.loader_kwargs(), **kwargs}
     if spec.backend == "transformers":
         from caprl.preflight import check_model
 
         check_model(spec.location, role="captioner", flag="captioner")  # one line, not a hub lookup
-        from caprl.captioners.transformers import TransformersCaptioner
-
-        return TransformersCaptioner(spec.location, **kwargs)
-    if spec.backend == "openai":
-        from caprl.captioners.openai import OpenAICaptioner
-
-        return OpenAICaptioner(spec.location, **kwargs)
-    from caprl.captioners.vllm import VLLMCaptioner
-
-    return VLLMCaptioner(spec.location, **kwargs)
+    return backend_class(CAPTIONERS, spec.backend, "captioner")(spec.location, **kwargs)
 
 
 __all__ = [

@@ -13,38 +13,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from caprl.backends import BACKENDS, ModelSpec
+from caprl.backends import BACKENDS, ModelSpec, backend_class
 from caprl.readers.base import LetterQuery, LetterScores, Reader, ReaderError
+
+READERS: dict[str, str] = {
+    "transformers": "caprl.readers.transformers:TransformersReader",
+    "openai": "caprl.readers.openai:OpenAIReader",
+    "vllm": "caprl.readers.vllm:VLLMReader",
+}
+"""The class that serves each backend, imported when used. A new backend is a module here implementing
+``caprl.readers.base.Reader``, its name in ``caprl.backends.BackendName`` and a line in this table."""
+LOCAL_WEIGHTS = ("transformers", "vllm")
+"""Backends that load weights in this process: a catalog name or ``.gguf`` file is resolved to a folder first."""
 
 
 def load_reader(spec: str | ModelSpec, *, backend: str | None = None, **kwargs: Any) -> Reader:
     """A reader for ``spec``: a catalog name, ``.gguf`` file, folder or hub id (transformers or vllm), or an
     ``http(s)://`` server URL (openai); a ``ModelSpec`` carries its backend and options, ``kwargs`` add more."""
-    if not isinstance(spec, ModelSpec):
-        if backend is not None and backend not in BACKENDS:
-            raise ReaderError(f"unknown reader backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        spec = ModelSpec.parse(spec, backend=backend)
+    if backend is not None and backend not in BACKENDS:
+        raise ReaderError(f"unknown reader backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    spec = ModelSpec.of(spec, backend=backend)
     kwargs = {**spec.loader_kwargs(), **kwargs}
     location = spec.location
     if spec.backend == "transformers":
         from caprl.preflight import check_model
 
         check_model(location, role="reader", flag="reader")  # a missing or wrong folder is one line, not a hub lookup
-    if spec.backend in ("transformers", "vllm"):
+    if spec.backend in LOCAL_WEIGHTS:
         from caprl.store.resolve import resolve_model
 
         location = resolve_model(location)
-    if spec.backend == "transformers":
-        from caprl.readers.transformers import TransformersReader
-
-        return TransformersReader(location, **kwargs)
-    if spec.backend == "openai":
-        from caprl.readers.openai import OpenAIReader
-
-        return OpenAIReader(location, **kwargs)
-    from caprl.readers.vllm import VLLMReader
-
-    return VLLMReader(location, **kwargs)
+    return backend_class(READERS, spec.backend, "reader")(location, **kwargs)
 
 
 __all__ = ["BACKENDS", "LetterQuery", "LetterScores", "ModelSpec", "Reader", "ReaderError", "load_reader"]

@@ -51,6 +51,67 @@ AnswerParse = Literal["robust", "first_letter"]
 CorrectnessForm = Literal["share", "refuted"]
 
 
+def hard_score(chosen: str | None, scores: LetterScores | None, shown: ShuffledMCQ, wrong_penalty: float) -> float:
+    """+1 for gold, 0 for "cannot be answered" or an unreadable answer, -``wrong_penalty`` for a wrong option."""
+    if chosen == shown.gold_letter:
+        return 1.0
+    if chosen is None or chosen == shown.unanswerable_letter:
+        return 0.0
+    return -wrong_penalty
+
+
+def soft_score(chosen: str | None, scores: LetterScores | None, shown: ShuffledMCQ, wrong_penalty: float) -> float:
+    """P(gold), less ``wrong_penalty`` x P(a wrong option)."""
+    if scores is None:
+        raise ValueError("soft scores need letter probabilities: use path='score'")
+    gold = scores.prob(shown.gold_letter)
+    if not wrong_penalty:
+        return gold
+    abstain = shown.unanswerable_letter
+    wrong = 1.0 - gold - (scores.prob(abstain) if abstain else 0.0)
+    return gold - wrong_penalty * max(0.0, wrong)
+
+
+@dataclass(frozen=True)
+class QuestionScore:
+    """How one asked question scores, from the chosen letter and (on the score path) the letters' probabilities."""
+
+    score: Callable[[str | None, LetterScores | None, ShuffledMCQ, float], float]
+    """``(chosen letter or None, letter probabilities or None, the question as asked, wrong_penalty) -> score``."""
+    needs_probabilities: bool
+    """True: it reads the probabilities, so only the score path gives them (the generate path is refused)."""
+
+
+QUESTION_SCORES: dict[str, QuestionScore] = {
+    "hard": QuestionScore(hard_score, needs_probabilities=False),
+    "soft": QuestionScore(soft_score, needs_probabilities=True),
+}
+
+
+@dataclass(frozen=True)
+class ModeRule:
+    """What a reward mode does with each question: its per-question score (a ``QUESTION_SCORES`` name; None: the
+    config's ``blind_score``), whether the same question's score with an empty caption is subtracted, and whether
+    the chosen letter is sampled (``hard_choice``) or the likeliest."""
+
+    question: str | None
+    minus_blind: bool = False
+    samples_letter: bool = True
+
+    def question_score(self, config: RewardConfig) -> QuestionScore:
+        return QUESTION_SCORES[self.question or config.blind_score]
+
+
+MODES: dict[str, ModeRule] = {
+    "hard": ModeRule("hard"),
+    "soft": ModeRule("soft", samples_letter=False),
+    "blind_gain": ModeRule(None, minus_blind=True),
+}
+"""Every ``RewardMode``, and what it does. A new mode is its name in ``RewardMode`` and a line here (and, for a
+new per-question score, a line in ``QUESTION_SCORES``): the CLIs, the training config, the service and verl take
+the choice from ``RewardConfig``, and the service refuses a mode on a path that cannot give it its scores."""
+
+
 class RewardConfig(BaseModel):
     """How captions are scored. Defaults follow CapRL where it is sound (shuffled options, an added
     "cannot be answered" option, a letter sampled at temperature 0.6) and read every question once, from the
@@ -128,6 +189,12 @@ class RewardConfig(BaseModel):
         if v is not None and (len(v) != 1 or v not in LETTERS):
             raise ValueError(f"must be one capital letter A-Z, got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _mode_has_a_rule(self) -> RewardConfig:
+        if self.mode not in MODES:  # a name added to RewardMode without its rule
+            raise ValueError(f"mode {self.mode!r} has no rule in caprl.reward.engine.MODES")
+        return self
 
     @model_validator(mode="after")
     def _lead_in_needs_generate(self) -> RewardConfig:
@@ -303,14 +370,11 @@ class RewardEngine:
             scores = self.reader.score_letters(
                 [LetterQuery(m, a.shown.letters) for m, a in zip(messages, asks, strict=True)]
             )
-            out = []
-            for a, s in zip(asks, scores, strict=True):
-                if cfg.mode != "soft" and cfg.hard_choice == "sample":
-                    chosen = _sample_letter(s, cfg.temperature, random.Random(a.rng_seed))
-                else:
-                    chosen = s.argmax
-                out.append((chosen, s, None))
-            return out
+            sample = MODES[cfg.mode].samples_letter and cfg.hard_choice == "sample"
+            return [
+                (_sample_letter(s, cfg.temperature, random.Random(a.rng_seed)) if sample else s.argmax, s, None)
+                for a, s in zip(asks, scores, strict=True)
+            ]
         texts = self._generate(messages, [a.rng_seed for a in asks])
         if cfg.answer_parse == "first_letter":
             return [(first_capital_letter(t), None, t) for t in texts]
@@ -335,23 +399,6 @@ class RewardEngine:
             )
         return self.reader.generate(messages, seed=cfg.seed, **kw)
 
-    def _question_score(self, chosen: str | None, scores: LetterScores | None, shown: ShuffledMCQ, kind: str):
-        penalty = self.config.wrong_penalty
-        abstain = shown.unanswerable_letter
-        if kind == "soft":
-            if scores is None:
-                raise ValueError("soft scores need letter probabilities: use path='score'")
-            gold = scores.prob(shown.gold_letter)
-            if not penalty:
-                return gold
-            wrong = 1.0 - gold - (scores.prob(abstain) if abstain else 0.0)
-            return gold - penalty * max(0.0, wrong)
-        if chosen == shown.gold_letter:
-            return 1.0
-        if chosen is None or chosen == abstain:
-            return 0.0
-        return -penalty
-
     # -- public -----------------------------------------------------------------------------------------------
     def score(self, items: Sequence[RewardItem]) -> list[RewardResult]:
         """Rewards for ``items``, in order. Reader and verifier failures raise: a reward is never made up."""
@@ -369,17 +416,18 @@ class RewardEngine:
         if not items:
             return []
         asks = self._plan(items)
+        rule = MODES[cfg.mode]
+        question_score = rule.question_score(cfg).score
         read = self._read([it.caption for it in items], asks, items)
-        blind = self._read([""] * len(items), asks, items) if cfg.mode == "blind_gain" else None
+        blind = self._read([""] * len(items), asks, items) if rule.minus_blind else None
         per_item: list[list[QuestionResult]] = [[] for _ in items]
         for k, a in enumerate(asks):
             chosen, scores, raw = read[k]
-            kind = "soft" if cfg.mode == "soft" else ("hard" if cfg.mode == "hard" else cfg.blind_score)
-            score = self._question_score(chosen, scores, a.shown, kind)
+            score = question_score(chosen, scores, a.shown, cfg.wrong_penalty)
             blind_score = None
             if blind is not None:
                 b_chosen, b_scores, _ = blind[k]
-                blind_score = self._question_score(b_chosen, b_scores, a.shown, kind)
+                blind_score = question_score(b_chosen, b_scores, a.shown, cfg.wrong_penalty)
             per_item[a.item].append(
                 QuestionResult(
                     mcq_index=a.mcq_index,

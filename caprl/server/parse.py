@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from caprl.data.mcq_text import MCQTextError, mcq_from_choices, mcq_from_text
 from caprl.reward.correctness import NO_SCENE
-from caprl.reward.engine import RewardConfig, RewardItem
+from caprl.reward.engine import MODES, RewardConfig, RewardItem
 from caprl.reward.judge import JUDGE_SAMPLING
 from caprl.reward.options import check_unanswerable_letter
 from caprl.schema import MAX_OPTIONS, MCQ, FrameSampling
@@ -145,8 +145,7 @@ def check_config(config: RewardConfig, settings: ServerSettings) -> None:
             raise ValueError(f"{name}: must be finite and within +-{_MAX_WEIGHT:g}")
     if config.length_weight and config.length_zero_at <= config.length_full_until:
         raise ValueError("length_zero_at: must exceed length_full_until")
-    soft_needed = config.mode == "soft" or (config.mode == "blind_gain" and config.blind_score == "soft")
-    if soft_needed and config.path == "generate":
+    if MODES[config.mode].question_score(config).needs_probabilities and config.path == "generate":
         raise ValueError("path: soft scores need letter probabilities, use path 'score' (or a hard score)")
     if config.unanswerable_option and not config.unanswerable_text.strip():
         raise ValueError("unanswerable_text: empty")
