@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 BackendName = Literal["transformers", "openai", "vllm"]
 BACKENDS: tuple[str, ...] = get_args(BackendName)
+LOCAL_BACKENDS = ("transformers", "vllm")
+"""Backends that load weights in this process: a catalog name or ``.gguf`` file is resolved to a folder, and the
+folder checked, before they load. The others (a server) are checked when first called."""
 
 
 def is_url(spec: str) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from caprl.backends import ModelSpec, backend_of, is_url
+from caprl.backends import LOCAL_BACKENDS, ModelSpec, backend_of, is_url
 from caprl.errors import InputError, MissingInput, OptionError
 
 Role = Literal["reader", "captioner"]
@@ -102,7 +102,7 @@ def check_model(spec: str, *, role: Role, flag: str, backend: str | None = None)
     a folder that is not a model or is the other kind, a hub id that is not cached while the hub is offline.
     A reader may also be a catalog name (``caprl models list``; fetched on first use) or a ``.gguf`` file
     (converted once). Server URLs and non-local backends are checked when they are first called."""
-    if is_url(spec) or backend == "openai":
+    if is_url(spec) or backend_of(spec, backend) not in LOCAL_BACKENDS:
         return
     if role == "reader":
         from caprl.store.resolve import is_catalog_name, is_gguf

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from caprl.backends import BACKENDS, ModelSpec, backend_class
+from caprl.backends import BACKENDS, LOCAL_BACKENDS, ModelSpec, backend_class
 from caprl.readers.base import LetterQuery, LetterScores, Reader, ReaderError
 
 READERS: dict[str, str] = {
@@ -23,8 +23,6 @@ READERS: dict[str, str] = {
 }
 """The class that serves each backend, imported when used. A new backend is a module here implementing
 ``caprl.readers.base.Reader``, its name in ``caprl.backends.BackendName`` and a line in this table."""
-LOCAL_WEIGHTS = ("transformers", "vllm")
-"""Backends that load weights in this process: a catalog name or ``.gguf`` file is resolved to a folder first."""
 
 
 def load_reader(spec: str | ModelSpec, *, backend: str | None = None, **kwargs: Any) -> Reader:
@@ -39,7 +37,7 @@ def load_reader(spec: str | ModelSpec, *, backend: str | None = None, **kwargs: 
         from caprl.preflight import check_model
 
         check_model(location, role="reader", flag="reader")  # a missing or wrong folder is one line, not a hub lookup
-    if spec.backend in LOCAL_WEIGHTS:
+    if spec.backend in LOCAL_BACKENDS:
         from caprl.store.resolve import resolve_model
 
         location = resolve_model(location)
