@@ -198,7 +198,8 @@ def test_invalid_flag_values_are_named_by_flag_and_nothing_is_written(tmp_path, 
     score = ["reward", "score", "--data", shapes, "--captions", caps, "--reader", models["reader"]]
     assert "'--mode'" in run([*score, "--out", tmp_path / "r", "--mode", "bogus"])
     # Range checks are the config's own (one rule for flags, YAML and request bodies), named by the flag.
-    assert "--n: Input should be greater than or equal to 1 (got 0)" in run([*score, "--out", tmp_path / "r", "--n", "0"])
+    out = run([*score, "--out", tmp_path / "r", "--n", "0"])
+    assert "--n: Input should be greater than or equal to 1 (got 0)" in out
     assert "--length-weight needs --length-tokenizer" in run([*score, "--out", tmp_path / "r", "--length-weight", "1"])
 
     # A rejected value is never recorded as the run's settings (then the corrected command would be refused).

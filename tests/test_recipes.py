@@ -17,7 +17,7 @@ from tests.test_architecture import copy_package
 
 # --- the recipes, as the edits they list ---------------------------------------------------------------------------
 
-ECHO_READER = '''"""A toy reader: the options whose text the description mentions share the probability; none does: all alike."""
+ECHO_READER = '''"""A toy reader: options the description names share the probability; none named: all alike."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class EchoReader:
         return out
 '''
 
-TOY_BENCHMARK = '''"""A toy benchmark: rows of {"id", "image", "question", "options", "answer"} in colours.jsonl, images beside it."""
+TOY_BENCHMARK = '''"""A toy benchmark: {"id", "image", "question", "options", "answer"} rows in colours.jsonl."""
 
 from __future__ import annotations
 
@@ -97,8 +97,8 @@ def add_benchmark(pkg: Path) -> None:
     """Recipe "A Prism benchmark": a module in caprl/eval/benchmarks/ and its line in REGISTRY."""
     (pkg / "eval/benchmarks/toy.py").write_text(TOY_BENCHMARK)
     init = pkg / "eval/benchmarks/__init__.py"
-    edit(init, "from caprl.eval.benchmarks.tomato import TOMATO\n",
-         "from caprl.eval.benchmarks.tomato import TOMATO\nfrom caprl.eval.benchmarks.toy import TOY_COLOURS\n")  # fmt: skip
+    anchor = "from caprl.eval.benchmarks.tomato import TOMATO\n"
+    edit(init, anchor, anchor + "from caprl.eval.benchmarks.toy import TOY_COLOURS\n")
     edit(init, "        SHAPES_VIDEO,\n", "        SHAPES_VIDEO,\n        TOY_COLOURS,\n")
 
 
@@ -189,7 +189,7 @@ def test_the_new_benchmark_is_evaluated_with_the_new_backend(extended, tmp_path)
     captions.write_text('{"media_id": "a.png", "caption": "All red."}\n{"media_id": "b.png", "caption": "Blue."}\n')
     out = tmp_path / "eval"
     run = caprl(extended, "eval", "prism", "-b", "toy-colours", "--data", f"toy-colours={data}", "--captions",
-                captions, "--reader", "any", "--reader-backend", "echo", "--out", out, "--bootstrap", "100")  # fmt: skip
+                captions, "--reader", "any", "--reader-backend", "echo", "--out", out)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads((out / "report.json").read_text())
     bench = report["benchmarks"]["toy-colours"] if isinstance(report["benchmarks"], dict) else report["benchmarks"][0]

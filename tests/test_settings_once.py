@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import typing
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -175,7 +174,7 @@ def test_the_reward_settings_are_one_model():
     for name, info in reward.items():
         assert RewardSettings.model_fields[name].default == info.default, name
     assert set(RewardOptions.model_fields) == set(reward)
-    assert OPTION_KEYS == tuple(reward)
+    assert tuple(reward) == OPTION_KEYS
     for path in ("reward score", "reward serve"):
         plan = next(p for p in _plans(COMMANDS[path]) if p.model is RewardConfig)
         assert set(plan.params) == set(reward), path
@@ -318,7 +317,7 @@ def test_model_flags_give_one_checked_model_spec(tmp_path):
     assert (spec.backend, spec.served_model, spec.location) == ("openai", "m", url)
     result = CliRunner().invoke(cli, ["--judge", str(tmp_path), "--judge-model", "m"])
     assert result.exit_code == 0
-    with pytest.raises(OptionError, match=r"--judge-model names the model on an OpenAI-compatible server \(--judge URL"):
+    with pytest.raises(OptionError, match=r"--judge-model names the model on an OpenAI-compatible server \(--judge"):
         seen[1].spec(check=False)
     helped = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
     assert "Judge: the backend that serves it" in helped and "--judge-device" in helped
