@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError  # noqa: F401 (Field: the example)
+from pydantic import BaseModel, Field, ValidationError  # noqa: F401 (BaseModel, Field: the example, a test)
 from pydantic.fields import FieldInfo
 
 from caprl.errors import OptionError, describe_validation

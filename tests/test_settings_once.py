@@ -322,3 +322,12 @@ def test_model_flags_give_one_checked_model_spec(tmp_path):
     helped = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
     assert "Judge: the backend that serves it" in helped and "--judge-device" in helped
 
+
+
+def test_the_adapters_example_runs():
+    import doctest
+
+    import caprl.flags
+
+    result = doctest.testmod(caprl.flags)
+    assert result.attempted == 3 and result.failed == 0
