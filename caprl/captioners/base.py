@@ -37,7 +37,7 @@ class GenerationSettings:
     top_p: float = Field(default=1.0, gt=0, le=1)
     """Nucleus sampling mass."""
     n: int = Field(default=1, ge=1)
-    """Replies per request."""
+    """Texts written per request (captions per item when annotating)."""
     seed: int | None = None
     """Sampling seed (per item, so a resumed run makes the same replies)."""
 
