@@ -2,7 +2,7 @@
 written once, on the model, and every command that offers it gets the same flag (as TRL derives its CLI from its
 config dataclasses).
 
-A field ``max_batch: int = 64`` with a docstring becomes ``--max-batch INTEGER  <the docstring's first sentence>
+A field ``max_batch: int = 64`` with a docstring becomes ``--max-batch <int>  <the docstring's first sentence>
 [default: 64]``; a bool becomes ``--x/--no-x``. ``Flag`` (in the field's ``Annotated`` metadata) gives another name
 or a short form. The command declares a parameter of the model's type and ``settings_flags`` puts the model's flags
 in its place; the values typed are validated by the model, so a value it refuses is an ``OptionError`` naming the
