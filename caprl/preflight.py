@@ -7,7 +7,6 @@ flag and the value, so a mistake costs a second, not a model load.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -183,19 +182,22 @@ class ModelFlags:
     """ModelSpec field -> the flag that set it."""
 
     @property
-    def backend_name(self) -> str:
-        """The backend that will serve it (``caprl.backends.backend_of``)."""
+    def given(self) -> str:
+        """The location typed; an ``OptionError`` naming its flag when none was."""
         if self.location is None:
             raise OptionError(f"{self.flags['location']} is needed")
-        return backend_of(self.location, self.backend)
+        return self.location
+
+    @property
+    def backend_name(self) -> str:
+        """The backend that will serve it (``caprl.backends.backend_of``)."""
+        return backend_of(self.given, self.backend)
 
     def spec(self, *, check: bool = True, device: str | None = None, **options: Any) -> ModelSpec:
         """The checked ``ModelSpec`` (``model_spec``), with the backend's ``options``; ``device`` where the command
         has one device flag for several models."""
-        if self.location is None:
-            raise OptionError(f"{self.flags['location']} is needed")
         return model_spec(
-            self.location, role=self.role, flag=self.flags["location"], backend=self.backend,
+            self.given, role=self.role, flag=self.flags["location"], backend=self.backend,
             model=self.served_model, model_flag=self.flags.get("served_model", "--model"),
             device=device if device is not None else self.device,
             check=check, **options,
@@ -224,7 +226,7 @@ def model_flags(
     """
     import functools
 
-    from caprl.flags import SETTINGS_ATTR, settings_flags
+    from caprl.flags import settings_flags
 
     names = {"location": flag, "backend": f"--{prefix}backend", "served_model": f"--{prefix}model"}
     names["device"] = f"--{prefix}device"
@@ -248,8 +250,6 @@ def model_flags(
             )  # fmt: skip
             return func(**kwargs)
 
-        typed.__signature__ = inspect.signature(func, eval_str=True)  # type: ignore[attr-defined]
-        setattr(typed, SETTINGS_ATTR, getattr(func, SETTINGS_ATTR, []))
-        return derive(typed)
+        return derive(typed)  # wraps() keeps func's signature (via __wrapped__) and the flags it derived already
 
     return decorate
